@@ -1,0 +1,34 @@
+//! # light-kafka
+//!
+//! Kafka consumption and production as [`tower::Service`]s over one owned
+//! [`Record`](record::Record) type, with composable layers for identity,
+//! validation, tracing, metrics, audit, dead letters and retries.
+//!
+//! ```
+//! use light_kafka::record::Record;
+//! use light_kafka::service::embedded::EmbeddedKafka;
+//! use light_kafka::service::producer::Producer;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kafka = EmbeddedKafka::start()?;
+//! kafka.create_topic("greetings", 1)?;
+//! let producer = Producer::builder().bootstrap_servers(kafka.bootstrap_servers()).build()?;
+//! let delivery = producer.oneshot(Record::builder("greetings").value("hello").build()).await?;
+//! assert_eq!(delivery.offset(), 0);
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod layers;
+pub mod record;
+pub mod service;
+pub mod testkit;
+
+pub use error::{BoxError, Error, ErrorKind};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+pub use record::Record;

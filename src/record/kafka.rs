@@ -1,0 +1,224 @@
+//! Conversions between [`Record`] and rdkafka's messages.
+//!
+//! Consuming copies each key and value exactly once, from librdkafka's buffer
+//! into a [`Bytes`]; producing lends the record's bytes to librdkafka, which makes
+//! its own copy when it enqueues the message. rdkafka's borrowed messages are
+//! never kept past the conversion.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rdkafka::message::{
+    BorrowedMessage, Header as KafkaHeader, Headers as _, OwnedHeaders, OwnedMessage,
+};
+use rdkafka::producer::{BaseRecord, FutureRecord};
+use rdkafka::util::IntoOpaque;
+
+use super::{Header, HeaderName, Headers, Record};
+
+impl Record {
+    /// Copies a consumed rdkafka message (borrowed or owned) into a record.
+    ///
+    /// ```
+    /// use light_kafka::record::Record;
+    /// use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+    /// use rdkafka::Timestamp;
+    ///
+    /// let headers = OwnedHeaders::new().insert(Header { key: "h", value: Some("v") });
+    /// let message = OwnedMessage::new(
+    ///     Some(b"value".to_vec()), Some(b"key".to_vec()), "orders".into(),
+    ///     Timestamp::CreateTime(1), 2, 40, Some(headers),
+    /// );
+    /// let record = Record::from_message(&message);
+    /// assert_eq!((record.topic(), record.partition(), record.offset()), ("orders", Some(2), Some(40)));
+    /// assert_eq!(record.header_str("h"), Some("v"));
+    /// ```
+    pub fn from_message<M: rdkafka::Message>(message: &M) -> Self {
+        Record::from_message_in(message, Arc::from(message.topic()))
+    }
+
+    /// Like [`Record::from_message`], reusing an already shared topic name.
+    pub fn from_message_in<M: rdkafka::Message>(message: &M, topic: Arc<str>) -> Self {
+        let headers = match message.headers() {
+            None => Headers::new(),
+            Some(h) => {
+                let mut headers = Headers::with_capacity(h.count());
+                for header in h.iter() {
+                    let name = HeaderName::intern(header.key);
+                    headers.push(match header.value {
+                        Some(v) => Header::new(name, Bytes::copy_from_slice(v)),
+                        None => Header::null(name),
+                    });
+                }
+                headers
+            }
+        };
+        let mut record = Record::new(topic);
+        record.partition = Some(message.partition());
+        record.offset = Some(message.offset());
+        record.timestamp = message.timestamp().into();
+        record.key = message.key().map(Bytes::copy_from_slice);
+        record.value = message.payload().map(Bytes::copy_from_slice);
+        record.headers = headers;
+        record
+    }
+
+    /// The headers as rdkafka headers, or `None` when there are none.
+    pub fn to_kafka_headers(&self) -> Option<OwnedHeaders> {
+        if self.headers.is_empty() {
+            return None;
+        }
+        let mut out = OwnedHeaders::new_with_capacity(self.headers.len());
+        for header in self.headers.iter() {
+            out = out.insert(KafkaHeader {
+                key: header.name(),
+                value: header.value().map(|v| &v[..]),
+            });
+        }
+        Some(out)
+    }
+
+    /// A producer record that borrows this record's key and value, carrying
+    /// `opaque` to the delivery callback.
+    pub fn to_base_record<D: IntoOpaque>(&self, opaque: D) -> BaseRecord<'_, [u8], [u8], D> {
+        let mut base = BaseRecord::with_opaque_to(self.topic(), opaque);
+        if let Some(key) = &self.key {
+            base = base.key(&key[..]);
+        }
+        if let Some(value) = &self.value {
+            base = base.payload(&value[..]);
+        }
+        if let Some(partition) = self.partition {
+            base = base.partition(partition);
+        }
+        if let super::Timestamp::CreateTime(t) = self.timestamp {
+            base = base.timestamp(t);
+        }
+        if let Some(headers) = self.to_kafka_headers() {
+            base = base.headers(headers);
+        }
+        base
+    }
+
+    /// A producer record for rdkafka's `FutureProducer`, borrowing this record's
+    /// key and value.
+    pub fn to_future_record(&self) -> FutureRecord<'_, [u8], [u8]> {
+        let mut future = FutureRecord::to(self.topic());
+        if let Some(key) = &self.key {
+            future = future.key(&key[..]);
+        }
+        if let Some(value) = &self.value {
+            future = future.payload(&value[..]);
+        }
+        if let Some(partition) = self.partition {
+            future = future.partition(partition);
+        }
+        if let super::Timestamp::CreateTime(t) = self.timestamp {
+            future = future.timestamp(t);
+        }
+        if let Some(headers) = self.to_kafka_headers() {
+            future = future.headers(headers);
+        }
+        future
+    }
+}
+
+impl From<&BorrowedMessage<'_>> for Record {
+    fn from(message: &BorrowedMessage<'_>) -> Self {
+        Record::from_message(message)
+    }
+}
+
+impl From<&OwnedMessage> for Record {
+    fn from(message: &OwnedMessage) -> Self {
+        Record::from_message(message)
+    }
+}
+
+impl From<OwnedMessage> for Record {
+    fn from(message: OwnedMessage) -> Self {
+        Record::from_message(&message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Timestamp;
+    use rdkafka::Message as _;
+
+    fn owned(headers: Option<OwnedHeaders>) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            Some(b"k".to_vec()),
+            "t".into(),
+            rdkafka::Timestamp::LogAppendTime(77),
+            1,
+            5,
+            headers,
+        )
+    }
+
+    #[test]
+    fn null_value_and_log_append_time_survive() {
+        let record = Record::from(owned(None));
+        assert!(record.is_tombstone());
+        assert_eq!(record.timestamp(), Timestamp::LogAppendTime(77));
+        assert!(record.headers().is_empty());
+    }
+
+    #[test]
+    fn headers_keep_order_duplicates_and_nulls_both_ways() {
+        let headers = OwnedHeaders::new()
+            .insert(KafkaHeader {
+                key: "a",
+                value: Some("1"),
+            })
+            .insert(KafkaHeader::<&str> {
+                key: "n",
+                value: None,
+            })
+            .insert(KafkaHeader {
+                key: "a",
+                value: Some("2"),
+            });
+        let record = Record::from(&owned(Some(headers)));
+        let back = record.to_kafka_headers().unwrap();
+        let pairs: Vec<_> = back
+            .iter()
+            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("a".to_owned(), Some(b"1".to_vec())),
+                ("n".to_owned(), None),
+                ("a".to_owned(), Some(b"2".to_vec())),
+            ]
+        );
+    }
+
+    #[test]
+    fn base_record_borrows_the_payload() {
+        let record = Record::builder("t")
+            .key("k")
+            .value("v")
+            .partition(2)
+            .timestamp(Timestamp::CreateTime(9))
+            .build();
+        let base = record.to_base_record(());
+        assert_eq!(
+            base.payload.map(|p| p.as_ptr()),
+            record.value().map(|v| v.as_ptr())
+        );
+        assert_eq!(base.partition, Some(2));
+        assert_eq!(base.timestamp, Some(9));
+        let future = record.to_future_record();
+        assert_eq!(
+            future.key.map(|k| k.as_ptr()),
+            record.key().map(|k| k.as_ptr())
+        );
+        let msg = owned(None);
+        assert_eq!(msg.offset(), 5);
+    }
+}

@@ -1,0 +1,70 @@
+//! Well-known header names, spelled as light-4j and light-kafka spell them on the wire.
+//!
+//! ```
+//! use light_kafka::record::{names, Record};
+//!
+//! let record = Record::builder("orders")
+//!     .header(names::CORRELATION_ID, "c-42")
+//!     .build();
+//! assert_eq!(record.header_str(names::CORRELATION_ID), Some("c-42"));
+//! ```
+
+/// Correlation id shared by every hop of one business transaction.
+pub const CORRELATION_ID: &str = "X-Correlation-Id";
+/// Traceability id supplied by the original caller.
+pub const TRACEABILITY_ID: &str = "X-Traceability-Id";
+/// Bearer token of the caller: `Bearer <jwt>`.
+pub const AUTHORIZATION: &str = "authorization";
+/// Service id of the service that produced the record (light-kafka's `injectCallerId`).
+pub const CALLER_ID: &str = "caller_id";
+/// Stack trace of the failure that sent a record to the dead-letter topic.
+pub const STACK_TRACE: &str = "StackTrace";
+/// W3C trace context: the parent span.
+pub const TRACEPARENT: &str = "traceparent";
+/// W3C trace context: vendor-specific state.
+pub const TRACESTATE: &str = "tracestate";
+
+/// The names [`crate::context::Propagation`] carries from hop to hop.
+pub const PROPAGATED: [&str; 5] = [
+    CORRELATION_ID,
+    TRACEABILITY_ID,
+    AUTHORIZATION,
+    TRACEPARENT,
+    TRACESTATE,
+];
+
+const WELL_KNOWN: [&str; 7] = [
+    CORRELATION_ID,
+    TRACEABILITY_ID,
+    AUTHORIZATION,
+    CALLER_ID,
+    STACK_TRACE,
+    TRACEPARENT,
+    TRACESTATE,
+];
+
+/// The canonical spelling of a well-known name, matched ignoring ASCII case.
+///
+/// ```
+/// # use light_kafka::record::names;
+/// assert_eq!(names::well_known("x-correlation-id"), Some(names::CORRELATION_ID));
+/// assert_eq!(names::well_known("x-custom"), None);
+/// ```
+pub fn well_known(name: &str) -> Option<&'static str> {
+    WELL_KNOWN
+        .into_iter()
+        .find(|known| known.eq_ignore_ascii_case(name))
+}
+
+/// Whether the value of a header with this name must never be logged.
+///
+/// ```
+/// # use light_kafka::record::names;
+/// assert!(names::is_sensitive("Authorization"));
+/// assert!(!names::is_sensitive("X-Correlation-Id"));
+/// ```
+pub fn is_sensitive(name: &str) -> bool {
+    name.eq_ignore_ascii_case(AUTHORIZATION)
+        || name.eq_ignore_ascii_case("proxy-authorization")
+        || name.eq_ignore_ascii_case("cookie")
+}

@@ -1,0 +1,14 @@
+//! The services and runtimes that talk to Kafka.
+//!
+//! - [`producer::Producer`]: `Service<Record, Response = Delivery>`;
+//! - [`transactional::TransactionalProducer`]: all-or-nothing batches;
+//! - [`batching::BatchingProducer`]: one record per call, one transaction per batch;
+//! - [`embedded::EmbeddedKafka`]: an in-process cluster for tests and demos.
+
+pub mod batching;
+pub mod client;
+pub mod embedded;
+pub mod producer;
+pub mod transactional;
+
+pub use client::BuildError;
