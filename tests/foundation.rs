@@ -360,3 +360,49 @@ async fn mock_cluster_does_not_isolate_aborted_transactions() {
         "the mock cluster now hides aborted records: enable the real-cluster abort test on it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_producer_reports_each_record_and_fails_a_batch_as_a_unit() {
+    use light_kafka::service::batching::BatchingProducer;
+
+    let kafka = EmbeddedKafka::start().unwrap();
+    kafka.create_topic("batched", 1).unwrap();
+    let producer = transactional(&kafka, "batched").await;
+    let batcher = BatchingProducer::new(producer, 10, Duration::from_millis(200));
+
+    // 25 records: batches of 10, 10 and 5 (the last one closed by the timer).
+    let mut calls = Vec::new();
+    for i in 0..25 {
+        let mut b = batcher.clone();
+        let record = Record::builder("batched").value(format!("{i}")).build();
+        calls.push(b.ready().await.unwrap().call(record));
+    }
+    let mut offsets = Vec::new();
+    for call in calls {
+        offsets.push(call.await.unwrap().offset());
+    }
+    let mut sorted = offsets.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 25, "every record has its own offset");
+
+    // A batch with one bad record fails for every caller in it, and the next
+    // batch is unaffected.
+    let mut doomed = Vec::new();
+    for i in 0..3 {
+        let mut b = batcher.clone();
+        let mut builder = Record::builder("batched").value(format!("doomed-{i}"));
+        if i == 1 {
+            builder = builder.partition(42);
+        }
+        doomed.push(b.ready().await.unwrap().call(builder.build()));
+    }
+    for call in doomed {
+        let err = call.await.unwrap_err();
+        assert_eq!(err.transaction_error().unwrap().kind(), TransactionErrorKind::Aborted);
+        assert_eq!(light_kafka::error::classify(&err), light_kafka::ErrorKind::Produce);
+    }
+    let mut b = batcher.clone();
+    let ok = b.ready().await.unwrap().call(Record::builder("batched").value("after").build());
+    assert!(ok.await.is_ok());
+}
