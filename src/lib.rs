@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod context;
 pub mod error;
 pub mod layers;
 pub mod record;

@@ -7,6 +7,7 @@
 
 pub mod batching;
 pub mod client;
+pub mod consumer;
 pub mod embedded;
 pub mod producer;
 pub mod transactional;

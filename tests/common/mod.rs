@@ -70,3 +70,84 @@ pub fn uuid_like() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Produces `n` records to `topic`, record `i` to partition `i % partitions`
+/// with key and value from `make(i)`, and waits for every delivery.
+pub async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    make: impl Fn(usize) -> (String, String),
+) {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    use light_kafka::service::producer::Producer;
+    use tower::{Service, ServiceExt};
+
+    let mut producer = Producer::builder()
+        .bootstrap_servers(bootstrap)
+        .set("linger.ms", "5")
+        .build()
+        .expect("producer");
+    let mut pending = FuturesUnordered::new();
+    for i in 0..n {
+        let (key, value) = make(i);
+        let record = Record::builder(topic)
+            .partition((i % partitions as usize) as i32)
+            .key(key)
+            .value(value)
+            .build();
+        pending.push(producer.ready().await.expect("ready").call(record));
+        while pending.len() > 10_000 {
+            pending.next().await.unwrap().expect("delivery");
+        }
+    }
+    while let Some(result) = pending.next().await {
+        result.expect("delivery");
+    }
+}
+
+/// The offsets `group` has committed for `topic`'s partitions (-1 when none).
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// The high watermarks (end offsets) of `topic`'s partitions.
+pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks").1)
+        .collect()
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    condition()
+}
