@@ -9,7 +9,7 @@
 //! handle reports progress and committed offsets.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use light_kafka::layers::catch_panic::CatchPanicLayer;
@@ -27,7 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kafka = EmbeddedKafka::start()?;
     kafka.create_topic("orders", 4)?;
 
-    let mut producer = Producer::builder().bootstrap_servers(kafka.bootstrap_servers()).build()?;
+    let mut producer = Producer::builder()
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .build()?;
     for i in 0..ORDERS {
         let record = Record::builder("orders")
             .key(format!("customer-{}", i % 10))
@@ -46,19 +48,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = consumer.handle();
 
     let handled = Arc::new(AtomicUsize::new(0));
+    let ledger_was_busy = Arc::new(AtomicBool::new(false));
     let handler = {
-        let (handled, handle) = (handled.clone(), handle.clone());
+        let (handled, busy, handle) = (handled.clone(), ledger_was_busy.clone(), handle.clone());
         service_fn(move |record: Record| {
-            let (handled, handle) = (handled.clone(), handle.clone());
+            let (handled, busy, handle) = (handled.clone(), busy.clone(), handle.clone());
             async move {
                 let order: serde_json::Value = record.json()?;
-                // Pretend the ledger is flaky once, for order 42.
-                if order["order"] == 42 && handled.load(AtomicOrdering::Relaxed) % 2 == 0 {
-                    handled.fetch_add(1, AtomicOrdering::Relaxed);
+                // Pretend the ledger is busy once, for order 42: the runtime
+                // retries the record after a backoff.
+                if order["order"] == 42 && !busy.swap(true, AtomicOrdering::Relaxed) {
                     return Err(BoxError::from(Error::transient("ledger busy")));
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
-                if handled.fetch_add(1, AtomicOrdering::Relaxed) + 1 >= ORDERS + 1 {
+                if handled.fetch_add(1, AtomicOrdering::Relaxed) + 1 == ORDERS {
                     handle.shutdown();
                 }
                 Ok::<_, BoxError>(())
@@ -86,13 +89,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
     };
+    println!("joining the group (the embedded broker holds a new group's first join for 3 s)");
     consumer.serve(chain).await?;
     reporter.await?;
 
     let health = handle.health();
-    println!("done: {} records processed, {} failed attempt(s) retried", health.processed, health.failures);
+    println!(
+        "done: {} records processed, {} failed attempt(s) retried",
+        health.processed, health.failures
+    );
     for p in health.partitions {
-        println!("  {}[{}] committed at {:?}", p.topic, p.partition, p.committed);
+        println!(
+            "  {}[{}] committed at {:?}",
+            p.topic, p.partition, p.committed
+        );
     }
     Ok(())
 }

@@ -88,7 +88,9 @@ impl Propagation {
         if headers.is_empty() {
             return Propagation::new();
         }
-        Propagation::from_values(std::array::from_fn(|i| headers.get_bytes(names::PROPAGATED[i]).cloned()))
+        Propagation::from_values(std::array::from_fn(|i| {
+            headers.get_bytes(names::PROPAGATED[i]).cloned()
+        }))
     }
 
     /// The propagated headers found in an HTTP request's headers.
@@ -291,7 +293,10 @@ mod tests {
         p.set_correlation_id("c-9");
         assert!(with_current(|c| c.is_none()));
         sync_scope(p, || {
-            assert_eq!(with_current(|c| c.unwrap().correlation_id().map(str::to_owned)), Some("c-9".to_owned()));
+            assert_eq!(
+                with_current(|c| c.unwrap().correlation_id().map(str::to_owned)),
+                Some("c-9".to_owned())
+            );
         });
     }
 }

@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use light_kafka::record::Record;
-use light_kafka::service::consumer::{Backoff, Consumer, ConsumerBuilder, ConsumerError, ErrorPolicy, Ordering};
 use light_kafka::error::{ErrorKind, classify};
+use light_kafka::record::Record;
+use light_kafka::service::consumer::{
+    Backoff, Consumer, ConsumerBuilder, ConsumerError, ErrorPolicy, Ordering,
+};
 use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::{BoxError, Error};
 use tower::{ServiceBuilder, service_fn};
@@ -35,7 +37,10 @@ fn builder(kafka: &EmbeddedKafka, group: &str, topic: &str) -> ConsumerBuilder {
         .set("heartbeat.interval.ms", "100")
         .set("fetch.wait.max.ms", "10")
         .commit_interval(Duration::from_millis(100))
-        .error_policy(ErrorPolicy::Retry(Backoff::new(Duration::from_millis(1), Duration::from_millis(20))))
+        .error_policy(ErrorPolicy::Retry(Backoff::new(
+            Duration::from_millis(1),
+            Duration::from_millis(20),
+        )))
 }
 
 #[derive(Default)]
@@ -53,7 +58,10 @@ async fn no_record_is_lost_under_transient_failures() {
     const N: usize = 10_000;
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("no-loss", 4).unwrap();
-    common::produce(kafka.bootstrap_servers(), "no-loss", 4, N, |i| (format!("k{i}"), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "no-loss", 4, N, |i| {
+        (format!("k{i}"), i.to_string())
+    })
+    .await;
 
     let log = Arc::new(Mutex::new(Log::default()));
     let consumer = builder(&kafka, "no-loss", "no-loss").build().unwrap();
@@ -78,7 +86,13 @@ async fn no_record_is_lost_under_transient_failures() {
     };
     let serving = tokio::spawn(consumer.serve(handler));
     assert!(
-        common::eventually(Duration::from_secs(60), || log.lock().unwrap().settled.len() == N).await,
+        common::eventually(Duration::from_secs(60), || log
+            .lock()
+            .unwrap()
+            .settled
+            .len()
+            == N)
+        .await,
         "only {} of {N} settled",
         log.lock().unwrap().settled.len()
     );
@@ -87,15 +101,25 @@ async fn no_record_is_lost_under_transient_failures() {
 
     let log = log.lock().unwrap();
     let failed_records = log.failures.len();
-    assert!(failed_records > N / 40, "the handler should have failed ~5% of records, failed {failed_records}");
+    assert!(
+        failed_records > N / 40,
+        "the handler should have failed ~5% of records, failed {failed_records}"
+    );
     for v in 0..N as u64 {
         assert_eq!(log.settled.get(&v), Some(&1), "record {v} settled once");
         let failures = log.failures.get(&v).copied().unwrap_or(0);
-        assert_eq!(log.attempts[&v], failures + 1, "record {v}: only retries duplicate");
+        assert_eq!(
+            log.attempts[&v],
+            failures + 1,
+            "record {v}: only retries duplicate"
+        );
     }
     let health = handle.health();
     assert_eq!(health.processed, N as u64);
-    assert_eq!(health.failures, log.failures.values().map(|&f| u64::from(f)).sum::<u64>());
+    assert_eq!(
+        health.failures,
+        log.failures.values().map(|&f| u64::from(f)).sum::<u64>()
+    );
     assert_eq!(
         common::committed(kafka.bootstrap_servers(), "no-loss", "no-loss", 4),
         common::end_offsets(kafka.bootstrap_servers(), "no-loss", 4)
@@ -111,7 +135,10 @@ async fn ordered_run(ordering: Ordering, partitions: i32, keys: usize, n: usize)
     .await;
     let log = Arc::new(Mutex::new(Log::default()));
     let running = Arc::new(Mutex::new((0usize, 0usize))); // (now, max)
-    let consumer = builder(&kafka, "order", "order").ordering(ordering).build().unwrap();
+    let consumer = builder(&kafka, "order", "order")
+        .ordering(ordering)
+        .build()
+        .unwrap();
     let handle = consumer.handle();
     let handler = {
         let (log, running) = (log.clone(), running.clone());
@@ -138,7 +165,15 @@ async fn ordered_run(ordering: Ordering, partitions: i32, keys: usize, n: usize)
         })
     };
     let serving = tokio::spawn(consumer.serve(handler));
-    assert!(common::eventually(Duration::from_secs(60), || log.lock().unwrap().settled.len() == n).await);
+    assert!(
+        common::eventually(Duration::from_secs(60), || log
+            .lock()
+            .unwrap()
+            .settled
+            .len()
+            == n)
+        .await
+    );
     handle.shutdown();
     serving.await.unwrap().unwrap();
     let max_concurrent = running.lock().unwrap().1;
@@ -156,7 +191,10 @@ async fn partition_order_holds_with_random_handler_latency() {
         assert_eq!(values.len(), 100);
     }
     assert!(max_concurrent > 1, "partitions should run concurrently");
-    assert!(max_concurrent <= 4, "at most one record per partition at a time");
+    assert!(
+        max_concurrent <= 4,
+        "at most one record per partition at a time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,12 +206,18 @@ async fn key_order_holds_and_keys_overlap() {
         sorted.sort_unstable();
         assert_eq!(values, &sorted, "{key} processed out of order");
     }
-    assert!(max_concurrent > 2, "different keys of one partition should overlap, max {max_concurrent}");
+    assert!(
+        max_concurrent > 2,
+        "different keys of one partition should overlap, max {max_concurrent}"
+    );
     assert!(max_concurrent <= 10, "at most one record per key at a time");
 }
 
 /// A handler that records what it settles, optionally sleeping per record.
-fn recording(log: Arc<Mutex<Log>>, delay: Duration) -> impl tower::Service<Record, Response = (), Error = BoxError, Future = impl Send> + Send {
+fn recording(
+    log: Arc<Mutex<Log>>,
+    delay: Duration,
+) -> impl tower::Service<Record, Response = (), Error = BoxError, Future = impl Send> + Send {
     service_fn(move |record: Record| {
         let log = log.clone();
         async move {
@@ -184,7 +228,8 @@ fn recording(log: Arc<Mutex<Log>>, delay: Duration) -> impl tower::Service<Recor
             let mut log = log.lock().unwrap();
             *log.attempts.entry(v).or_default() += 1;
             *log.settled.entry(v).or_default() += 1;
-            log.settled_offsets.insert((record.partition().unwrap(), record.offset().unwrap()));
+            log.settled_offsets
+                .insert((record.partition().unwrap(), record.offset().unwrap()));
             Ok::<_, BoxError>(())
         }
     })
@@ -195,7 +240,10 @@ async fn dropping_the_consumer_mid_stream_skips_nothing() {
     const N: usize = 5_000;
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("crash", 2).unwrap();
-    common::produce(kafka.bootstrap_servers(), "crash", 2, N, |i| (format!("k{i}"), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "crash", 2, N, |i| {
+        (format!("k{i}"), i.to_string())
+    })
+    .await;
     let log = Arc::new(Mutex::new(Log::default()));
 
     let first = builder(&kafka, "crash", "crash")
@@ -203,7 +251,15 @@ async fn dropping_the_consumer_mid_stream_skips_nothing() {
         .build()
         .unwrap();
     let crashing = tokio::spawn(first.serve(recording(log.clone(), Duration::from_micros(200))));
-    assert!(common::eventually(Duration::from_secs(30), || log.lock().unwrap().settled.len() >= N / 3).await);
+    assert!(
+        common::eventually(Duration::from_secs(30), || log
+            .lock()
+            .unwrap()
+            .settled
+            .len()
+            >= N / 3)
+        .await
+    );
     // No graceful shutdown: the serving future is dropped where it stands.
     crashing.abort();
     assert!(crashing.await.unwrap_err().is_cancelled());
@@ -213,14 +269,28 @@ async fn dropping_the_consumer_mid_stream_skips_nothing() {
     let second = builder(&kafka, "crash", "crash").build().unwrap();
     let handle = second.handle();
     let serving = tokio::spawn(second.serve(recording(log.clone(), Duration::ZERO)));
-    assert!(common::eventually(Duration::from_secs(30), || log.lock().unwrap().settled.len() == N).await);
+    assert!(
+        common::eventually(Duration::from_secs(30), || log
+            .lock()
+            .unwrap()
+            .settled
+            .len()
+            == N)
+        .await
+    );
     handle.shutdown();
     serving.await.unwrap().unwrap();
 
     let log = log.lock().unwrap();
-    assert!((0..N as u64).all(|v| log.settled.contains_key(&v)), "a record was skipped");
+    assert!(
+        (0..N as u64).all(|v| log.settled.contains_key(&v)),
+        "a record was skipped"
+    );
     let redelivered = log.settled.values().filter(|&&n| n > 1).count();
-    assert!(redelivered < N, "only records after the last commit are redelivered ({redelivered})");
+    assert!(
+        redelivered < N,
+        "only records after the last commit are redelivered ({redelivered})"
+    );
     assert_eq!(
         common::committed(kafka.bootstrap_servers(), "crash", "crash", 2),
         common::end_offsets(kafka.bootstrap_servers(), "crash", 2)
@@ -232,7 +302,10 @@ async fn rebalance_run(strategy: &str) {
     const PARTITIONS: i32 = 4;
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("rebalance", PARTITIONS).unwrap();
-    common::produce(kafka.bootstrap_servers(), "rebalance", PARTITIONS, N, |i| (format!("k{i}"), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "rebalance", PARTITIONS, N, |i| {
+        (format!("k{i}"), i.to_string())
+    })
+    .await;
     let log = Arc::new(Mutex::new(Log::default()));
     let group = format!("rebalance-{strategy}");
     let member = || {
@@ -271,32 +344,61 @@ async fn rebalance_run(strategy: &str) {
     let a = member();
     let a_handle = a.handle();
     let a_serving = tokio::spawn(a.serve(recording(log.clone(), Duration::from_millis(10))));
-    assert!(common::eventually(Duration::from_secs(30), || log.lock().unwrap().settled.len() >= N / 20).await);
+    assert!(
+        common::eventually(Duration::from_secs(30), || log
+            .lock()
+            .unwrap()
+            .settled
+            .len()
+            >= N / 20)
+        .await
+    );
 
     // B joins mid-stream...
     let b = member();
     let b_handle = b.handle();
     let b_serving = tokio::spawn(b.serve(recording(log.clone(), Duration::from_millis(10))));
     assert!(
-        common::eventually(Duration::from_secs(30), || !b_handle.health().partitions.is_empty()
+        common::eventually(Duration::from_secs(30), || !b_handle
+            .health()
+            .partitions
+            .is_empty()
             && b_handle.health().processed >= 100)
         .await,
         "B never got partitions"
     );
-    assert!(a_handle.health().partitions.len() < PARTITIONS as usize, "A kept every partition");
+    assert!(
+        a_handle.health().partitions.len() < PARTITIONS as usize,
+        "A kept every partition"
+    );
     // ...and leaves.
     b_handle.shutdown();
     b_serving.await.unwrap().unwrap();
 
-    assert!(common::eventually(Duration::from_secs(60), || log.lock().unwrap().settled.len() == N).await);
+    assert!(
+        common::eventually(Duration::from_secs(60), || log
+            .lock()
+            .unwrap()
+            .settled
+            .len()
+            == N)
+        .await
+    );
     a_handle.shutdown();
     a_serving.await.unwrap().unwrap();
     watching.store(false, std::sync::atomic::Ordering::Relaxed);
     watcher.join().unwrap();
 
-    assert_eq!(violations.lock().unwrap().as_slice(), &[], "offsets committed past unsettled records");
+    assert_eq!(
+        violations.lock().unwrap().as_slice(),
+        &[],
+        "offsets committed past unsettled records"
+    );
     let log = log.lock().unwrap();
-    assert!((0..N as u64).all(|v| log.settled.contains_key(&v)), "a record was lost");
+    assert!(
+        (0..N as u64).all(|v| log.settled.contains_key(&v)),
+        "a record was lost"
+    );
     assert_eq!(
         common::committed(kafka.bootstrap_servers(), &group, "rebalance", PARTITIONS),
         common::end_offsets(kafka.bootstrap_servers(), "rebalance", PARTITIONS)
@@ -321,7 +423,10 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
     const TOTAL: usize = 2_000;
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("slow", PARTITIONS).unwrap();
-    common::produce(kafka.bootstrap_servers(), "slow", PARTITIONS, N, |i| (String::new(), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "slow", PARTITIONS, N, |i| {
+        (String::new(), i.to_string())
+    })
+    .await;
 
     let log = Arc::new(Mutex::new(Log::default()));
     let consumer = builder(&kafka, "slow", "slow")
@@ -340,7 +445,11 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
                 if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3_000 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                *log.lock().unwrap().settled.entry(value_of(&record)).or_default() += 1;
+                *log.lock()
+                    .unwrap()
+                    .settled
+                    .entry(value_of(&record))
+                    .or_default() += 1;
                 Ok::<_, BoxError>(())
             }
         })
@@ -354,7 +463,13 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
     for _ in 0..6_000 {
         let health = handle.health();
         saw_pause |= health.partitions.iter().any(|p| p.paused);
-        max_partition_buffer = health.partitions.iter().map(|p| p.buffered).max().unwrap_or(0).max(max_partition_buffer);
+        max_partition_buffer = health
+            .partitions
+            .iter()
+            .map(|p| p.buffered)
+            .max()
+            .unwrap_or(0)
+            .max(max_partition_buffer);
         assert!(health.in_flight <= 1, "ConcurrencyLimit(1) must hold");
         if log.lock().unwrap().settled.len() == N {
             done = true;
@@ -362,24 +477,41 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(done, "only {} of {N} processed", log.lock().unwrap().settled.len());
+    assert!(
+        done,
+        "only {} of {N} processed",
+        log.lock().unwrap().settled.len()
+    );
     handle.shutdown();
     serving.await.unwrap().unwrap();
 
     let health = handle.health();
-    assert!(health.peak_buffered <= TOTAL, "peak buffered {} over the bound {TOTAL}", health.peak_buffered);
+    assert!(
+        health.peak_buffered <= TOTAL,
+        "peak buffered {} over the bound {TOTAL}",
+        health.peak_buffered
+    );
     assert!(health.peak_buffered > 0);
-    assert!(max_partition_buffer <= PER_PARTITION, "a partition held {max_partition_buffer}");
+    assert!(
+        max_partition_buffer <= PER_PARTITION,
+        "a partition held {max_partition_buffer}"
+    );
     assert!(saw_pause, "fetching was never paused");
     let log = log.lock().unwrap();
-    assert!(log.settled.values().all(|&n| n == 1), "no record may be lost or repeated");
+    assert!(
+        log.settled.values().all(|&n| n == 1),
+        "no record may be lost or repeated"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_is_retried_and_the_runtime_survives() {
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("panic", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "panic", 1, 50, |i| (String::new(), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "panic", 1, 50, |i| {
+        (String::new(), i.to_string())
+    })
+    .await;
     let attempts = Arc::new(Mutex::new(HashMap::<u64, u32>::new()));
     let consumer = builder(&kafka, "panic", "panic").build().unwrap();
     let handle = consumer.handle();
@@ -408,20 +540,41 @@ async fn a_panicking_handler_is_retried_and_the_runtime_survives() {
     serving.await.unwrap().unwrap();
     let attempts = attempts.lock().unwrap();
     assert_eq!(attempts[&7], 2);
-    assert!(attempts.iter().filter(|(v, _)| **v != 7).all(|(_, &n)| n == 1));
+    assert!(
+        attempts
+            .iter()
+            .filter(|(v, _)| **v != 7)
+            .all(|(_, &n)| n == 1)
+    );
     let health = handle.health();
     assert_eq!(health.failures, 1);
-    assert!(health.last_error.unwrap().contains("record seven is cursed"));
-    assert_eq!(common::committed(kafka.bootstrap_servers(), "panic", "panic", 1), [50]);
+    assert!(
+        health
+            .last_error
+            .unwrap()
+            .contains("record seven is cursed")
+    );
+    assert_eq!(
+        common::committed(kafka.bootstrap_servers(), "panic", "panic", 1),
+        [50]
+    );
 }
 
 /// Runs a handler that settles everything but blocks forever on the records
 /// `blocked` selects, shuts down once `settled` records are settled, and
 /// returns the committed offset.
-async fn shutdown_run(ordering: Ordering, keys: usize, blocked: fn(u64) -> bool, settled: usize) -> (i64, Log) {
+async fn shutdown_run(
+    ordering: Ordering,
+    keys: usize,
+    blocked: fn(u64) -> bool,
+    settled: usize,
+) -> (i64, Log) {
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("shutdown", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "shutdown", 1, 100, |i| (format!("key-{}", i % keys), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "shutdown", 1, 100, |i| {
+        (format!("key-{}", i % keys), i.to_string())
+    })
+    .await;
     let log = Arc::new(Mutex::new(Log::default()));
     let consumer = builder(&kafka, "shutdown", "shutdown")
         .ordering(ordering)
@@ -440,17 +593,31 @@ async fn shutdown_run(ordering: Ordering, keys: usize, blocked: fn(u64) -> bool,
                 if blocked(v) {
                     std::future::pending::<()>().await;
                 }
-                log.lock().unwrap().settled_offsets.insert((0, record.offset().unwrap()));
+                log.lock()
+                    .unwrap()
+                    .settled_offsets
+                    .insert((0, record.offset().unwrap()));
                 Ok::<_, BoxError>(())
             }
         })
     };
     let serving = tokio::spawn(consumer.serve(handler));
-    assert!(common::eventually(Duration::from_secs(30), || log.lock().unwrap().settled_offsets.len() >= settled).await);
+    assert!(
+        common::eventually(Duration::from_secs(30), || log
+            .lock()
+            .unwrap()
+            .settled_offsets
+            .len()
+            >= settled)
+        .await
+    );
     handle.shutdown();
     serving.await.unwrap().unwrap();
     let committed = common::committed(kafka.bootstrap_servers(), "shutdown", "shutdown", 1)[0];
-    (committed, Arc::try_unwrap(log).ok().unwrap().into_inner().unwrap())
+    (
+        committed,
+        Arc::try_unwrap(log).ok().unwrap().into_inner().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +639,10 @@ async fn graceful_shutdown_commits_exactly_the_settled_prefix() {
 async fn fail_fast_stops_and_commits_nothing_past_the_failure() {
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("fail-fast", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "fail-fast", 1, 60, |i| (String::new(), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "fail-fast", 1, 60, |i| {
+        (String::new(), i.to_string())
+    })
+    .await;
     let consumer = builder(&kafka, "fail-fast", "fail-fast")
         .error_policy(ErrorPolicy::FailFast)
         .build()
@@ -486,20 +656,31 @@ async fn fail_fast_stops_and_commits_nothing_past_the_failure() {
     });
     let err = consumer.serve(handler).await.unwrap_err();
     match &err {
-        ConsumerError::Handler { topic, partition, offset, source } => {
+        ConsumerError::Handler {
+            topic,
+            partition,
+            offset,
+            source,
+        } => {
             assert_eq!((topic.as_str(), *partition, *offset), ("fail-fast", 0, 25));
             assert_eq!(classify(source.as_ref()), ErrorKind::Handler);
         }
         other => panic!("unexpected {other}"),
     }
-    assert_eq!(common::committed(kafka.bootstrap_servers(), "fail-fast", "fail-fast", 1), [25]);
+    assert_eq!(
+        common::committed(kafka.bootstrap_servers(), "fail-fast", "fail-fast", 1),
+        [25]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn towers_own_layers_work_around_a_handler() {
     let kafka = EmbeddedKafka::start().unwrap();
     kafka.create_topic("tower", 4).unwrap();
-    common::produce(kafka.bootstrap_servers(), "tower", 4, 400, |i| (format!("k{i}"), i.to_string())).await;
+    common::produce(kafka.bootstrap_servers(), "tower", 4, 400, |i| {
+        (format!("k{i}"), i.to_string())
+    })
+    .await;
     let log = Arc::new(Mutex::new(Log::default()));
     let slow_once = Arc::new(Mutex::new(HashSet::new()));
     let handler = {
@@ -528,10 +709,21 @@ async fn towers_own_layers_work_around_a_handler() {
     let consumer = builder(&kafka, "tower", "tower").build().unwrap();
     let handle = consumer.handle();
     let serving = tokio::spawn(consumer.serve(chain));
-    assert!(common::eventually(Duration::from_secs(30), || log.lock().unwrap().settled.len() == 400).await);
+    assert!(
+        common::eventually(Duration::from_secs(30), || log
+            .lock()
+            .unwrap()
+            .settled
+            .len()
+            == 400)
+        .await
+    );
     handle.shutdown();
     serving.await.unwrap().unwrap();
     let health = handle.health();
-    assert!(health.failures >= 1, "the timeout should have failed record 3 once");
+    assert!(
+        health.failures >= 1,
+        "the timeout should have failed record 3 once"
+    );
     assert!(log.lock().unwrap().settled.values().all(|&n| n == 1));
 }

@@ -399,10 +399,20 @@ async fn batching_producer_reports_each_record_and_fails_a_batch_as_a_unit() {
     }
     for call in doomed {
         let err = call.await.unwrap_err();
-        assert_eq!(err.transaction_error().unwrap().kind(), TransactionErrorKind::Aborted);
-        assert_eq!(light_kafka::error::classify(&err), light_kafka::ErrorKind::Produce);
+        assert_eq!(
+            err.transaction_error().unwrap().kind(),
+            TransactionErrorKind::Aborted
+        );
+        assert_eq!(
+            light_kafka::error::classify(&err),
+            light_kafka::ErrorKind::Produce
+        );
     }
     let mut b = batcher.clone();
-    let ok = b.ready().await.unwrap().call(Record::builder("batched").value("after").build());
+    let ok = b
+        .ready()
+        .await
+        .unwrap()
+        .call(Record::builder("batched").value("after").build());
     assert!(ok.await.is_ok());
 }

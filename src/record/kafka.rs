@@ -123,6 +123,98 @@ impl Record {
     }
 }
 
+/// Payloads up to this size share their batch's buffer.
+const SHARED_PAYLOAD_MAX: usize = 1024;
+
+/// Where the bytes of a drafted key, value or header value are.
+enum Span {
+    Shared(std::ops::Range<usize>),
+    Own(Bytes),
+}
+
+struct Draft {
+    record: Record,
+    key: Option<Span>,
+    value: Option<Span>,
+    headers: std::ops::Range<usize>,
+}
+
+/// Copies consumed messages into records in batches: the small keys, values
+/// and header values of a batch are copied into one buffer (one allocation
+/// per batch instead of one per payload) and the records hold slices of it.
+///
+/// A batch's buffer is freed when the last record holding a slice of it is
+/// dropped; payloads larger than 1 KiB get buffers of their own, so a retained
+/// record never pins more than a batch of small payloads.
+#[derive(Default)]
+pub(crate) struct RecordBatcher {
+    buffer: Vec<u8>,
+    drafts: Vec<Draft>,
+    headers: Vec<(HeaderName, Option<Span>)>,
+}
+
+impl RecordBatcher {
+    fn span(&mut self, bytes: &[u8]) -> Span {
+        if bytes.len() > SHARED_PAYLOAD_MAX {
+            Span::Own(Bytes::copy_from_slice(bytes))
+        } else {
+            let start = self.buffer.len();
+            self.buffer.extend_from_slice(bytes);
+            Span::Shared(start..self.buffer.len())
+        }
+    }
+
+    /// Copies `message` into the batch.
+    pub(crate) fn push<M: rdkafka::Message>(&mut self, message: &M, topic: Arc<str>) {
+        let first_header = self.headers.len();
+        if let Some(h) = message.headers() {
+            for header in h.iter() {
+                let value = header.value.map(|v| self.span(v));
+                self.headers.push((HeaderName::intern(header.key), value));
+            }
+        }
+        let key = message.key().map(|k| self.span(k));
+        let value = message.payload().map(|v| self.span(v));
+        let mut record = Record::new(topic);
+        record.partition = Some(message.partition());
+        record.offset = Some(message.offset());
+        record.timestamp = message.timestamp().into();
+        self.drafts.push(Draft {
+            record,
+            key,
+            value,
+            headers: first_header..self.headers.len(),
+        });
+    }
+
+    /// Hands the batch's records to `each`, in the order pushed; the batcher
+    /// is empty again.
+    pub(crate) fn finish(&mut self, mut each: impl FnMut(Record)) {
+        let shared = Bytes::from(std::mem::take(&mut self.buffer));
+        let resolve = |span: Span| match span {
+            Span::Shared(range) => shared.slice(range),
+            Span::Own(bytes) => bytes,
+        };
+        let mut headers = self.headers.drain(..);
+        for draft in self.drafts.drain(..) {
+            let mut record = draft.record;
+            record.key = draft.key.map(resolve);
+            record.value = draft.value.map(resolve);
+            if !draft.headers.is_empty() {
+                record.headers = headers
+                    .by_ref()
+                    .take(draft.headers.len())
+                    .map(|(name, value)| match value {
+                        Some(span) => Header::new(name, resolve(span)),
+                        None => Header::null(name),
+                    })
+                    .collect();
+            }
+            each(record);
+        }
+    }
+}
+
 impl From<&BorrowedMessage<'_>> for Record {
     fn from(message: &BorrowedMessage<'_>) -> Self {
         Record::from_message(message)
@@ -196,6 +288,50 @@ mod tests {
                 ("a".to_owned(), Some(b"2".to_vec())),
             ]
         );
+    }
+
+    #[test]
+    fn batcher_matches_one_by_one_conversion() {
+        let big = vec![7u8; 5000];
+        let messages = vec![
+            owned(Some(
+                OwnedHeaders::new()
+                    .insert(KafkaHeader {
+                        key: "a",
+                        value: Some("1"),
+                    })
+                    .insert(KafkaHeader::<&str> {
+                        key: "n",
+                        value: None,
+                    }),
+            )),
+            owned(None).set_payload(Some(big.clone())),
+            owned(Some(OwnedHeaders::new().insert(KafkaHeader {
+                key: "b",
+                value: Some("2"),
+            })))
+            .set_key(None),
+        ];
+        let mut batcher = RecordBatcher::default();
+        let topic: Arc<str> = Arc::from("t");
+        for m in &messages {
+            batcher.push(m, topic.clone());
+        }
+        let mut batch = Vec::new();
+        batcher.finish(|r| batch.push(r));
+        assert_eq!(batch.len(), 3);
+        let mut again = 0;
+        batcher.finish(|_| again += 1);
+        assert_eq!(again, 0);
+        for (record, message) in batch.iter().zip(&messages) {
+            let single = Record::from(message);
+            assert_eq!(record.key(), single.key());
+            assert_eq!(record.value(), single.value());
+            assert_eq!(record.headers(), single.headers());
+            assert_eq!(record.offset(), single.offset());
+            assert_eq!(record.timestamp(), single.timestamp());
+        }
+        assert_eq!(batch[1].value().unwrap().len(), 5000);
     }
 
     #[test]

@@ -11,13 +11,13 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::TopicPartitionList;
 
 use super::health::Shared;
 use crate::service::client::log_to_tracing;
@@ -46,11 +46,18 @@ impl RuntimeContext {
     }
 
     pub(crate) fn next_event(&self) -> Option<RebalanceEvent> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
     }
 
     pub(crate) fn has_events(&self) -> bool {
-        !self.events.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        !self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// From now on, rebalances are handled in the callback (no driver any more).
@@ -59,7 +66,10 @@ impl RuntimeContext {
     }
 
     fn push(&self, event: RebalanceEvent) {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push_back(event);
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(event);
     }
 }
 
@@ -69,7 +79,11 @@ impl ClientContext for RuntimeContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        let mut watermarks = self.shared.high_watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut watermarks = self
+            .shared
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 if partition >= 0 && p.hi_offset >= 0 {
@@ -86,8 +100,16 @@ impl ClientContext for RuntimeContext {
 }
 
 impl ConsumerContext for RuntimeContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if self.inline.load(Relaxed) {

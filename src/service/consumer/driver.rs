@@ -12,12 +12,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer as _, MessageStream, RebalanceProtocol, StreamConsumer};
+use rdkafka::consumer::{
+    CommitMode, Consumer as _, MessageStream, RebalanceProtocol, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -31,7 +31,7 @@ use super::work::{Done, RecordId, Work, poll_record};
 use crate::context::{self, Propagation};
 use crate::error::BoxError;
 use crate::layers::catch_panic::PanicError;
-use crate::record::Record;
+use crate::record::{Record, RecordBatcher};
 
 /// Messages taken from librdkafka in one turn before other work gets a go.
 const MESSAGES_PER_TURN: usize = 256;
@@ -62,6 +62,11 @@ struct Stop {
 pub(crate) struct Driver<S: Service<Record>> {
     service: S,
     consumer: Arc<StreamConsumer<RuntimeContext>>,
+    batcher: RecordBatcher,
+    /// Slots of the messages in `batcher`, in order.
+    batched: Vec<usize>,
+    /// The runtime holds `max_buffered` records: take no more messages.
+    global_full: bool,
     config: RuntimeConfig,
     shared: Arc<Shared>,
     slots: Vec<Option<Partition>>,
@@ -73,7 +78,6 @@ pub(crate) struct Driver<S: Service<Record>> {
     work: FuturesUnordered<Work<S::Future>>,
     in_flight: usize,
     buffered: usize,
-    global_full: bool,
     pause_dirty: Vec<usize>,
     settled_since_commit: usize,
     commit_timer: Pin<Box<Sleep>>,
@@ -101,6 +105,9 @@ where
         Driver {
             service,
             consumer,
+            batcher: RecordBatcher::default(),
+            batched: Vec::new(),
+            global_full: false,
             config,
             shared,
             slots: Vec::new(),
@@ -111,7 +118,6 @@ where
             work: FuturesUnordered::new(),
             in_flight: 0,
             buffered: 0,
-            global_full: false,
             pause_dirty: Vec::new(),
             settled_since_commit: 0,
             commit_timer,
@@ -131,9 +137,7 @@ where
         for _ in 0..TURNS_PER_POLL {
             let mut progress = false;
 
-            if self.stop.is_none()
-                && (self.signal.as_mut().poll(cx).is_ready() || self.shared.shutdown.is_cancelled())
-            {
+            if self.stop.is_none() && self.signal.as_mut().poll(cx).is_ready() {
                 self.begin_stop(None);
             }
             if self.revocation.is_none() {
@@ -166,7 +170,7 @@ where
                     progress |= self.poll_messages(cx, stream);
                 }
             } else {
-                // Keep serving librdkafka's events (rebalances, commit results).
+                // Keep serving librdkafka's events (rebalances) while stopping.
                 while let Poll::Ready(Some(result)) = Pin::new(&mut *stream).poll_next(cx) {
                     if let Err(error) = result {
                         self.on_consumer_error(error);
@@ -197,18 +201,45 @@ where
         Poll::Pending
     }
 
-    // ---- messages -------------------------------------------------------------
+    // ---- messages ---------------------------------------------------------------
 
-    fn poll_messages(&mut self, cx: &mut Context<'_>, stream: &mut MessageStream<'_, RuntimeContext>) -> bool {
+    /// Takes messages from librdkafka into the batcher (one buffer for their
+    /// payloads), pausing a partition the moment it reaches its bound, then
+    /// hands the records to their partitions.
+    fn poll_messages(
+        &mut self,
+        cx: &mut Context<'_>,
+        stream: &mut MessageStream<'_, RuntimeContext>,
+    ) -> bool {
         let mut progress = false;
-        for _ in 0..MESSAGES_PER_TURN {
-            if self.global_full {
-                break;
-            }
+        while self.batched.len() < MESSAGES_PER_TURN
+            && self.buffered + self.batched.len() < self.config.max_buffered
+        {
             match Pin::new(&mut *stream).poll_next(cx) {
                 Poll::Ready(Some(Ok(message))) => {
-                    self.on_message(&message);
                     progress = true;
+                    let Some(slot) = self.lookup(message.topic(), message.partition()) else {
+                        continue;
+                    };
+                    let p = self.slots[slot].as_mut().expect("indexed slot is live");
+                    if p.revoking {
+                        // Not tracked, so never committed: the next owner reads it again.
+                        continue;
+                    }
+                    self.batcher.push(&message, p.topic.clone());
+                    self.batched.push(slot);
+                    p.incoming += 1;
+                    if !p.full && p.window() + p.incoming >= self.config.partition_buffer {
+                        // Pause now: librdkafka returns nothing more of this
+                        // partition after the call, so the bound holds exactly.
+                        p.full = true;
+                        p.paused = true;
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition(&p.topic, p.partition);
+                        if let Err(error) = self.consumer.pause(&tpl) {
+                            self.shared.set_error(&error);
+                        }
+                    }
                 }
                 Poll::Ready(Some(Err(error))) => {
                     self.on_consumer_error(error);
@@ -217,31 +248,35 @@ where
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
+        if !self.batched.is_empty() {
+            let slots = std::mem::take(&mut self.batched);
+            let mut batcher = std::mem::take(&mut self.batcher);
+            let mut next = slots.iter();
+            batcher.finish(|record| {
+                let slot = *next.next().expect("one slot per record");
+                self.on_record(slot, record);
+            });
+            self.batcher = batcher;
+            self.batched = slots;
+            self.batched.clear();
+        }
+        if self.buffered >= self.config.max_buffered {
+            // Take no more messages; librdkafka's own prefetch limits then
+            // stop its fetching.
+            self.global_full = true;
+        }
         // A rebalance callback ran inside the poll: handle it in the next turn.
         progress || self.consumer.context().has_events()
     }
 
-    fn on_message(&mut self, message: &BorrowedMessage<'_>) {
-        let Some(slot) = self.lookup(message.topic(), message.partition()) else {
+    fn on_record(&mut self, slot: usize, record: Record) {
+        let Some(p) = self.slots[slot].as_mut() else {
             return;
         };
-        let p = self.slots[slot].as_mut().expect("indexed slot is live");
-        let offset = message.offset();
-        if p.revoking || self.stop.is_some() {
-            // Not tracked, so never committed: the next owner reads it again.
+        p.incoming -= 1;
+        let Some(offset) = record.offset() else {
             return;
-        }
-        if p.full || p.rewind_to.is_some() {
-            // Pausing discards what librdkafka fetched for the partition, so
-            // this should not happen; if it does, fetch it again on resume
-            // rather than exceed the bound.
-            if p.rewind_to.is_none() {
-                tracing::debug!(topic = %p.topic, partition = p.partition, offset, "record after pause; will refetch");
-                p.rewind_to = Some(offset);
-            }
-            return;
-        }
-        let record = Record::from_message_in(message, p.topic.clone());
+        };
         let lane = match self.config.ordering {
             Ordering::Partition => None,
             Ordering::Key => record.key().cloned(),
@@ -252,21 +287,13 @@ where
             p.queued = true;
             self.ready.push_back(slot);
         }
-        if p.window() >= self.config.partition_buffer {
-            // Pause now: librdkafka returns nothing more of this partition
-            // after the call, so the bound holds exactly.
-            p.full = true;
-            p.paused = true;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&p.topic, p.partition);
-            if let Err(error) = self.consumer.pause(&tpl) {
-                self.shared.set_error(&error);
-            }
-        }
-        if self.buffered >= self.config.max_buffered {
-            // Stop taking messages at all; librdkafka's own prefetch limits
-            // (queued.max.messages.kbytes) then stop its fetching.
-            self.global_full = true;
+    }
+
+    /// `n` records left the runtime's buffers.
+    fn unbuffer(&mut self, n: usize) {
+        self.buffered -= n;
+        if self.global_full && self.buffered <= self.config.max_buffered / 2 {
+            self.global_full = false;
         }
     }
 
@@ -303,7 +330,9 @@ where
                 Ok(Poll::Ready(Ok(()))) => {}
                 Ok(Poll::Ready(Err(error))) => return Err(ConsumerError::NotReady(error.into())),
                 Err(payload) => {
-                    return Err(ConsumerError::NotReady(PanicError::from_payload(payload.as_ref()).into()));
+                    return Err(ConsumerError::NotReady(
+                        PanicError::from_payload(payload.as_ref()).into(),
+                    ));
                 }
             }
             self.ready.pop_front();
@@ -324,7 +353,8 @@ where
                 lane: queued.lane,
                 attempt: queued.attempt,
             };
-            let retry = matches!(self.config.error_policy, ErrorPolicy::Retry(_)).then(|| queued.record.clone());
+            let retry = matches!(self.config.error_policy, ErrorPolicy::Retry(_))
+                .then(|| queued.record.clone());
             let propagation = Propagation::from_headers(queued.record.headers());
             let record = queued.record;
             let call = catch_unwind(AssertUnwindSafe(|| {
@@ -346,7 +376,11 @@ where
             // and hand only the others to the set of running work.
             match poll_record(future.as_mut(), cx) {
                 Poll::Ready(Ok(())) => self.on_done(Done::Settled(id)),
-                Poll::Ready(Err(error)) => self.on_done(Done::Failed { id, record: retry, error }),
+                Poll::Ready(Err(error)) => self.on_done(Done::Failed {
+                    id,
+                    record: retry,
+                    error,
+                }),
                 Poll::Pending => {
                     let cancelled = self.slots[slot]
                         .as_ref()
@@ -385,7 +419,8 @@ where
                 if let Some(commit) = p.tracker.settle(id.seq) {
                     p.committable = Some(commit);
                 }
-                self.buffered -= before - p.window();
+                let freed = before - p.window();
+                self.unbuffer(freed);
                 self.settled_since_commit += 1;
                 self.shared.processed.fetch_add(1, Relaxed);
                 self.enqueue_if_runnable(id.slot);
@@ -407,7 +442,9 @@ where
                     p.topic, p.partition, id.offset, id.attempt, error
                 ));
                 match (self.config.error_policy, record) {
-                    (ErrorPolicy::Retry(backoff), Some(record)) if !p.revoking && self.stop.is_none() => {
+                    (ErrorPolicy::Retry(backoff), Some(record))
+                        if !p.revoking && self.stop.is_none() =>
+                    {
                         if id.attempt == 0 {
                             p.retrying += 1;
                         }
@@ -470,12 +507,9 @@ where
 
     // ---- backpressure ---------------------------------------------------------
 
-    /// After records settled: whether a full partition (or the runtime) has
-    /// room again. Hysteresis: full at the bound, room again at half of it.
+    /// After records settled: whether a full partition has room again.
+    /// Hysteresis: full at the bound, room again at half of it.
     fn refresh_full(&mut self, slot: usize) {
-        if self.global_full && self.buffered <= self.config.max_buffered / 2 {
-            self.global_full = false;
-        }
         let bound = self.config.partition_buffer;
         if let Some(p) = self.slots[slot].as_mut()
             && p.full
@@ -508,15 +542,6 @@ where
             if wanted {
                 pause.add_partition(&p.topic, p.partition);
             } else {
-                if let Some(offset) = p.rewind_to.take() {
-                    // Fetch again what was dropped for lack of room.
-                    if let Err(error) =
-                        self.consumer.seek(&p.topic, p.partition, Offset::Offset(offset), Duration::ZERO)
-                    {
-                        tracing::warn!(%error, topic = %p.topic, partition = p.partition, "seek failed");
-                        self.shared.set_error(&error);
-                    }
-                }
                 resume.add_partition(&p.topic, p.partition);
             }
         }
@@ -538,7 +563,9 @@ where
     /// unless a commit is already running (then it follows that one).
     fn commit(&mut self) {
         self.settled_since_commit = 0;
-        self.commit_timer.as_mut().reset(Instant::now() + self.config.commit_interval);
+        self.commit_timer
+            .as_mut()
+            .reset(Instant::now() + self.config.commit_interval);
         if self.commit_task.is_some() {
             self.commit_due = true;
             return;
@@ -557,7 +584,10 @@ where
         self.commit_task = Some(CommitTask { handle, offsets });
     }
 
-    fn committable(&self, wanted: impl Fn(&Partition) -> bool) -> (TopicPartitionList, Vec<(usize, u64, i64)>) {
+    fn committable(
+        &self,
+        wanted: impl Fn(&Partition) -> bool,
+    ) -> (TopicPartitionList, Vec<(usize, u64, i64)>) {
         let mut tpl = TopicPartitionList::new();
         let mut offsets = Vec::new();
         for (slot, p) in self.slots.iter().enumerate() {
@@ -592,7 +622,8 @@ where
     fn apply_commit(&mut self, offsets: &[(usize, u64, i64)], outcome: Result<(), KafkaError>) {
         if let Err(error) = &outcome {
             tracing::warn!(%error, "offset commit failed");
-            self.shared.set_error(format_args!("offset commit failed: {error}"));
+            self.shared
+                .set_error(format_args!("offset commit failed: {error}"));
         }
         for &(slot, epoch, offset) in offsets {
             if let Some(p) = live(&mut self.slots, slot, epoch) {
@@ -623,7 +654,10 @@ where
         let Some(event) = self.consumer.context().next_event() else {
             return false;
         };
-        let cooperative = matches!(self.consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            self.consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match event {
             RebalanceEvent::Assign(tpl) => {
                 for element in tpl.elements() {
@@ -664,7 +698,9 @@ where
             }
             RebalanceEvent::Lost(error) => {
                 tracing::warn!(%error, "assignment lost");
-                let all: Vec<usize> = (0..self.slots.len()).filter(|&s| self.slots[s].is_some()).collect();
+                let all: Vec<usize> = (0..self.slots.len())
+                    .filter(|&s| self.slots[s].is_some())
+                    .collect();
                 for slot in all {
                     self.remove_partition(slot);
                 }
@@ -702,7 +738,10 @@ where
         for &slot in &revocation.slots {
             self.remove_partition(slot);
         }
-        let cooperative = matches!(self.consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            self.consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         if let Err(error) = unassign(&*self.consumer, &revocation.tpl, cooperative) {
             tracing::error!(%error, "unassign failed");
             self.shared.set_error(&error);
@@ -749,7 +788,7 @@ where
         };
         p.cancel.cancel();
         self.in_flight -= p.in_flight;
-        self.buffered -= p.window();
+        self.unbuffer(p.window());
         if let Some(by_partition) = self.index.get_mut(&p.topic)
             && let Some(entry) = by_partition.get_mut(p.partition as usize)
         {
@@ -759,7 +798,10 @@ where
     }
 
     fn lookup(&self, topic: &str, partition: i32) -> Option<usize> {
-        *self.index.get(topic)?.get(usize::try_from(partition).ok()?)?
+        *self
+            .index
+            .get(topic)?
+            .get(usize::try_from(partition).ok()?)?
     }
 
     // ---- stopping -------------------------------------------------------------
@@ -820,15 +862,16 @@ where
     }
 
     fn publish_partitions(&self) {
-        self.shared.publish_partitions(self.slots.iter().flatten().map(|p| PartitionHealth {
-            topic: p.topic.to_string(),
-            partition: p.partition,
-            committed: p.committed,
-            lag: None,
-            in_flight: p.in_flight,
-            buffered: p.window(),
-            paused: p.paused,
-        }));
+        self.shared
+            .publish_partitions(self.slots.iter().flatten().map(|p| PartitionHealth {
+                topic: p.topic.to_string(),
+                partition: p.partition,
+                committed: p.committed,
+                lag: None,
+                in_flight: p.in_flight,
+                buffered: p.window(),
+                paused: p.paused,
+            }));
     }
 }
 

@@ -38,7 +38,9 @@ impl fmt::Display for ConsumerError {
                 offset,
                 source,
             } => write!(f, "record {topic}[{partition}]@{offset} failed: {source}"),
-            ConsumerError::NotReady(source) => write!(f, "the service can take no more records: {source}"),
+            ConsumerError::NotReady(source) => {
+                write!(f, "the service can take no more records: {source}")
+            }
             ConsumerError::Kafka(error) => write!(f, "Kafka consumer failed: {error}"),
             ConsumerError::Build(error) => write!(f, "{error}"),
         }
@@ -48,7 +50,9 @@ impl fmt::Display for ConsumerError {
 impl std::error::Error for ConsumerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConsumerError::Handler { source, .. } | ConsumerError::NotReady(source) => Some(source.as_ref()),
+            ConsumerError::Handler { source, .. } | ConsumerError::NotReady(source) => {
+                Some(source.as_ref())
+            }
             ConsumerError::Kafka(error) => Some(error),
             ConsumerError::Build(error) => Some(error),
         }
@@ -58,7 +62,9 @@ impl std::error::Error for ConsumerError {
 impl Kinded for ConsumerError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ConsumerError::Handler { source, .. } | ConsumerError::NotReady(source) => classify(source.as_ref()),
+            ConsumerError::Handler { source, .. } | ConsumerError::NotReady(source) => {
+                classify(source.as_ref())
+            }
             ConsumerError::Kafka(_) => ErrorKind::Transient,
             ConsumerError::Build(_) => ErrorKind::Config,
         }

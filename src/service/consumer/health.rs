@@ -74,7 +74,10 @@ impl Shared {
     }
 
     pub(crate) fn publish_partitions(&self, partitions: impl IntoIterator<Item = PartitionHealth>) {
-        let watermarks = self.high_watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        let watermarks = self
+            .high_watermarks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut map = BTreeMap::new();
         for mut p in partitions {
             let key = (p.topic.clone(), p.partition);
@@ -125,7 +128,11 @@ impl ConsumerHandle {
             peak_buffered: s.peak_buffered.load(Relaxed),
             processed: s.processed.load(Relaxed),
             failures: s.failures.load(Relaxed),
-            last_error: s.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: s
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 

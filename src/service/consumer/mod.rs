@@ -145,13 +145,28 @@ use crate::error::BoxError;
 use crate::record::Record;
 use crate::service::client::BuildError;
 
+/// librdkafka properties whose defaults the runtime changes (unless set):
+///
+/// - `statistics.interval.ms=1000`: feeds the lag in [`Health`];
+/// - `fetch.wait.max.ms=100` (librdkafka: 500): a paused partition that
+///   resumes waits for the fetch request in flight; this bounds that wait;
+/// - `fetch.queue.backoff.ms=50` (librdkafka: 1000): how long librdkafka stops
+///   fetching when its local queue is full; a second is long enough to leave a
+///   busy consumer idle.
+pub const RUNTIME_DEFAULTS: [(&str, &str); 3] = [
+    ("statistics.interval.ms", "1000"),
+    ("fetch.wait.max.ms", "100"),
+    ("fetch.queue.backoff.ms", "50"),
+];
+
 /// Configures a [`Consumer`].
 ///
 /// Properties of light-kafka's `kafka-consumer.yml` are honoured where they
 /// apply: `group.id`; `auto.offset.reset` (default `earliest`);
 /// `enable.auto.commit` (forced to `false`: the runtime commits);
 /// `max.poll.records` (the per-partition buffer bound, default 500). Every other
-/// property goes to librdkafka unchanged.
+/// property goes to librdkafka unchanged; see [`RUNTIME_DEFAULTS`] for the few
+/// whose defaults differ from librdkafka's.
 #[derive(Clone, Debug, Default)]
 pub struct ConsumerBuilder {
     config: ClientConfig,
@@ -189,7 +204,8 @@ impl ConsumerBuilder {
                 Ok(n) if n > 0 => self.runtime.partition_buffer = n,
                 _ => {
                     // Reported by `build`.
-                    self.config.set("light-kafka.invalid.max.poll.records", value);
+                    self.config
+                        .set("light-kafka.invalid.max.poll.records", value);
                 }
             },
             "enable.auto.commit" => {
@@ -297,8 +313,10 @@ impl ConsumerBuilder {
         if config.get("auto.offset.reset").is_none() {
             config.set("auto.offset.reset", "earliest");
         }
-        if config.get("statistics.interval.ms").is_none() {
-            config.set("statistics.interval.ms", "1000");
+        for (key, value) in RUNTIME_DEFAULTS {
+            if config.get(key).is_none() {
+                config.set(key, value);
+            }
         }
         config
             .create_native_config()
@@ -371,6 +389,13 @@ impl Consumer {
         consumer.subscribe(&topics).map_err(ConsumerError::Kafka)?;
         self.shared.running.store(true, Relaxed);
 
+        let shutdown = self.shared.shutdown.clone();
+        let stop = async move {
+            tokio::select! {
+                () = signal => {}
+                () = shutdown.cancelled() => {}
+            }
+        };
         let result = {
             let mut stream = consumer.stream();
             let mut driver = Driver::new(
@@ -378,7 +403,7 @@ impl Consumer {
                 consumer.clone(),
                 self.runtime,
                 self.shared.clone(),
-                Box::pin(signal),
+                Box::pin(stop),
             );
             poll_fn(|cx| driver.poll_run(cx, &mut stream)).await
         };
@@ -421,7 +446,11 @@ mod tests {
     #[test]
     fn serve_future_is_send() {
         fn assert_send<T: Send>(_: &T) {}
-        let consumer = Consumer::builder().group_id("g").topics(["t"]).build().unwrap();
+        let consumer = Consumer::builder()
+            .group_id("g")
+            .topics(["t"])
+            .build()
+            .unwrap();
         let fut = consumer.serve(crate::testkit::Accept);
         assert_send(&fut);
     }

@@ -33,6 +33,8 @@ pub(crate) struct Partition {
     pub(crate) runnable: VecDeque<Queued>,
     lanes: Lanes,
     pub(crate) in_flight: usize,
+    /// Messages taken from librdkafka and not yet accepted.
+    pub(crate) incoming: usize,
     /// Records between a failed attempt and their successful retry.
     pub(crate) retrying: usize,
     /// Whether the partition is in the driver's ready queue.
@@ -42,9 +44,6 @@ pub(crate) struct Partition {
     /// Paused because its buffer (or the runtime's) is full.
     pub(crate) full: bool,
     pub(crate) revoking: bool,
-    /// Records from this offset on were dropped for lack of room; fetching
-    /// must restart here when the partition resumes.
-    pub(crate) rewind_to: Option<i64>,
     /// The offset after the settled prefix.
     pub(crate) committable: Option<i64>,
     /// The offset last sent in a commit request.
@@ -71,12 +70,12 @@ impl Partition {
                 }
             },
             in_flight: 0,
+            incoming: 0,
             retrying: 0,
             queued: false,
             paused: false,
             full: false,
             revoking: false,
-            rewind_to: None,
             committable: None,
             requested: None,
             committed: None,
@@ -112,14 +111,12 @@ impl Partition {
         self.lanes.clear();
     }
 
-
     /// Records received and not yet committable.
     pub(crate) fn window(&self) -> usize {
         self.tracker.len()
     }
 
-    /// Whether fetching should be paused. (A partition that dropped records
-    /// for lack of room is full, so it is paused; it rewinds when it resumes.)
+    /// Whether fetching should be paused.
     pub(crate) fn wants_pause(&self, stopping: bool) -> bool {
         stopping || self.full || self.retrying > 0 || self.revoking
     }
@@ -128,7 +125,10 @@ impl Partition {
 /// The ordering lanes of a partition: one for the whole partition, or one per key.
 enum Lanes {
     /// Partition-ordered: the lane is busy while a record runs; the rest wait.
-    Single { busy: bool, waiting: VecDeque<Queued> },
+    Single {
+        busy: bool,
+        waiting: VecDeque<Queued>,
+    },
     /// Key-ordered: busy keys, each with the records waiting behind its current one.
     Keyed(HashMap<Option<Bytes>, VecDeque<Queued>>),
 }

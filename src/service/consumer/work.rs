@@ -68,7 +68,10 @@ pin_project! {
 }
 
 /// Polls a handler's future, turning a panic into a [`PanicError`].
-pub(crate) fn poll_record<F, T, E>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
+pub(crate) fn poll_record<F, T, E>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), BoxError>>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
