@@ -727,3 +727,60 @@ async fn towers_own_layers_work_around_a_handler() {
     );
     assert!(log.lock().unwrap().settled.values().all(|&n| n == 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_sees_its_records_propagation_and_a_signal_stops_the_runtime() {
+    use light_kafka::record::names;
+    let kafka = EmbeddedKafka::start().unwrap();
+    kafka.create_topic("context", 1).unwrap();
+    let producer = light_kafka::service::producer::Producer::builder()
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        let record = Record::builder("context")
+            .value(i.to_string())
+            .header(names::CORRELATION_ID, format!("corr-{i}"))
+            .header(names::TRACEPARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .build();
+        tower::ServiceExt::oneshot(producer.clone(), record).await.unwrap();
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop_tx = Arc::new(Mutex::new(Some(stop_tx)));
+    let handler = {
+        let (seen, stop_tx) = (seen.clone(), stop_tx.clone());
+        service_fn(move |record: Record| {
+            let (seen, stop_tx) = (seen.clone(), stop_tx.clone());
+            async move {
+                // Deep inside the handler, without the record at hand.
+                let current = light_kafka::context::current().expect("a current propagation");
+                let http = current.to_header_map().unwrap();
+                let mut seen = seen.lock().unwrap();
+                seen.push((
+                    value_of(&record),
+                    current.correlation_id().map(str::to_owned),
+                    http.get("traceparent").is_some(),
+                ));
+                if seen.len() == 5 {
+                    stop_tx.lock().unwrap().take().map(|tx| tx.send(()));
+                }
+                Ok::<_, BoxError>(())
+            }
+        })
+    };
+    let consumer = builder(&kafka, "context", "context").build().unwrap();
+    consumer
+        .serve_with_shutdown(handler, async move {
+            let _ = stop_rx.await;
+        })
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    for (v, correlation, traceparent) in seen.iter() {
+        assert_eq!(correlation.as_deref(), Some(format!("corr-{v}").as_str()));
+        assert!(traceparent);
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(common::committed(kafka.bootstrap_servers(), "context", "context", 1), [5]);
+}
