@@ -15,6 +15,12 @@
 //! The task-local covers the handler's future, not tasks it spawns: wrap those
 //! in [`scope`] (`context::scope(context::current().unwrap_or_default(), fut)`).
 //!
+//! A [`RecordContext`] is the per-record counterpart of light-4j's audit-info
+//! map: it travels in the record's extensions, inner layers write what they
+//! learned into it (the propagate layer the correlation ids, the JWT layer the
+//! client, user and caller), and outer layers (metrics, audit, trace) read it
+//! after the inner call returns. Tokens never go into it.
+//!
 //! ```
 //! use light_kafka::context::{self, Propagation};
 //! use light_kafka::record::{names, Headers};
@@ -38,13 +44,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::HeaderMap;
 use tokio::task::futures::TaskLocalFuture;
 
-use crate::record::{HeaderConversionError, HeaderName, Headers, names};
+use crate::record::{HeaderConversionError, HeaderName, Headers, Record, names};
 
 tokio::task_local! {
     static CURRENT: Propagation;
@@ -252,9 +258,109 @@ pub fn sync_scope<R>(propagation: Propagation, f: impl FnOnce() -> R) -> R {
     CURRENT.sync_scope(propagation, f)
 }
 
+/// What layers learned about one record, shared between them.
+///
+/// Cloning shares the same fields. Get it with [`RecordContext::of`] (which
+/// inserts one into the record's extensions when there is none): an outer layer
+/// takes it before calling inside, an inner layer fills it in, and the outer
+/// layer reads it afterwards.
+///
+/// ```
+/// use light_kafka::context::RecordContext;
+/// use light_kafka::record::Record;
+///
+/// let mut record = Record::builder("orders").build();
+/// let outer = RecordContext::of(&mut record);      // e.g. the metrics layer
+///
+/// // ...later, deeper in the chain (e.g. the JWT layer):
+/// RecordContext::of(&mut record).update(|f| f.client_id = Some("portal".into()));
+///
+/// assert_eq!(outer.fields().client_id.as_deref(), Some("portal"));
+/// ```
+#[derive(Clone, Default)]
+pub struct RecordContext {
+    fields: Arc<Mutex<ContextFields>>,
+}
+
+/// The fields of a [`RecordContext`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContextFields {
+    /// `X-Correlation-Id` (received or generated).
+    pub correlation_id: Option<Arc<str>>,
+    /// `X-Traceability-Id`.
+    pub traceability_id: Option<Arc<str>>,
+    /// The OAuth client of the verified token (`client_id` or `cid`).
+    pub client_id: Option<Arc<str>>,
+    /// The user of the verified token (`user_id` or `uid`).
+    pub user_id: Option<Arc<str>>,
+    /// The service that produced the record (`caller_id` header).
+    pub caller_id: Option<Arc<str>>,
+    /// The issuer of the verified token.
+    pub issuer: Option<Arc<str>>,
+    /// Set by the dead-letter layer when it settled the record by writing it
+    /// to the dead-letter topic.
+    pub dead_lettered: bool,
+}
+
+impl RecordContext {
+    /// The record's context, inserted into its extensions if absent.
+    pub fn of(record: &mut Record) -> RecordContext {
+        if let Some(context) = record.extensions().get::<RecordContext>() {
+            return context.clone();
+        }
+        let context = RecordContext::default();
+        record.extensions_mut().insert(context.clone());
+        context
+    }
+
+    /// The record's context, if a layer created one.
+    pub fn get(record: &Record) -> Option<RecordContext> {
+        record.extensions().get::<RecordContext>().cloned()
+    }
+
+    /// A copy of the fields.
+    pub fn fields(&self) -> ContextFields {
+        self.lock().clone()
+    }
+
+    /// Changes the fields.
+    pub fn update<R>(&self, f: impl FnOnce(&mut ContextFields) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ContextFields> {
+        self.fields.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl fmt::Debug for RecordContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RecordContext").field(&*self.lock()).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_context_is_shared_through_the_extensions() {
+        let mut record = Record::new("t");
+        assert!(RecordContext::get(&record).is_none());
+        let a = RecordContext::of(&mut record);
+        let b = RecordContext::of(&mut record);
+        b.update(|f| f.user_id = Some("u1".into()));
+        assert_eq!(a.fields().user_id.as_deref(), Some("u1"));
+        let copy = record.clone();
+        RecordContext::get(&copy)
+            .unwrap()
+            .update(|f| f.dead_lettered = true);
+        assert!(
+            a.fields().dead_lettered,
+            "clones of a record share its context"
+        );
+    }
 
     #[test]
     fn debug_redacts_the_token() {

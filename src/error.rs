@@ -260,6 +260,8 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         crate::service::batching::BatchError,
         crate::service::client::BuildError,
     );
+    #[cfg(feature = "jwt")]
+    try_kinded!(crate::layers::jwt::JwtError, crate::layers::jwt::KeyError);
     if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         return Some(ErrorKind::Timeout);
     }

@@ -741,9 +741,14 @@ async fn the_handler_sees_its_records_propagation_and_a_signal_stops_the_runtime
         let record = Record::builder("context")
             .value(i.to_string())
             .header(names::CORRELATION_ID, format!("corr-{i}"))
-            .header(names::TRACEPARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header(
+                names::TRACEPARENT,
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
             .build();
-        tower::ServiceExt::oneshot(producer.clone(), record).await.unwrap();
+        tower::ServiceExt::oneshot(producer.clone(), record)
+            .await
+            .unwrap();
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -782,5 +787,8 @@ async fn the_handler_sees_its_records_propagation_and_a_signal_stops_the_runtime
         assert!(traceparent);
     }
     assert_eq!(seen.len(), 5);
-    assert_eq!(common::committed(kafka.bootstrap_servers(), "context", "context", 1), [5]);
+    assert_eq!(
+        common::committed(kafka.bootstrap_servers(), "context", "context", 1),
+        [5]
+    );
 }

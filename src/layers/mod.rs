@@ -7,3 +7,7 @@
 //! ```
 
 pub mod catch_panic;
+pub mod http_context;
+#[cfg(feature = "jwt")]
+pub mod jwt;
+pub mod propagate;
