@@ -117,9 +117,135 @@ fn propagate(c: &mut Criterion) {
     });
 }
 
+/// An order of about 1 KiB and a schema that checks all of it.
+fn order_1kb() -> (serde_json::Value, String) {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["id", "customer", "items", "total", "currency", "created"],
+        "properties": {
+            "id": { "type": "integer", "minimum": 1 },
+            "customer": {
+                "type": "object",
+                "required": ["id", "email"],
+                "properties": {
+                    "id": { "type": "string", "minLength": 1 },
+                    "email": { "type": "string", "pattern": "^[^@]+@[^@]+$" },
+                    "tier": { "enum": ["basic", "gold", "platinum"] }
+                }
+            },
+            "items": {
+                "type": "array", "minItems": 1, "maxItems": 50,
+                "items": {
+                    "type": "object",
+                    "required": ["sku", "quantity", "price"],
+                    "properties": {
+                        "sku": { "type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$" },
+                        "quantity": { "type": "integer", "minimum": 1 },
+                        "price": { "type": "number", "minimum": 0 },
+                        "note": { "type": "string", "maxLength": 200 }
+                    }
+                }
+            },
+            "total": { "type": "number", "minimum": 0 },
+            "currency": { "enum": ["EUR", "USD", "CAD"] },
+            "created": { "type": "string" }
+        }
+    });
+    let items: Vec<_> = (0..10)
+        .map(|i| serde_json::json!({ "sku": format!("ABC-{:04}", 1000 + i), "quantity": i + 1, "price": 9.99, "note": "gift wrap, leave at the door" }))
+        .collect();
+    let order = serde_json::json!({
+        "id": 42,
+        "customer": { "id": "c-1234567", "email": "alice@example.com", "tier": "gold" },
+        "items": items,
+        "total": 359.64,
+        "currency": "CAD",
+        "created": "2026-11-26T22:24:51Z"
+    });
+    (schema, order.to_string())
+}
+
+fn schema(c: &mut Criterion) {
+    use light_kafka::layers::schema::JsonSchemaLayer;
+    let (schema, order) = order_1kb();
+    assert!((900..1200).contains(&order.len()), "{} bytes", order.len());
+    let layer = JsonSchemaLayer::new()
+        .with_schema("orders", &schema)
+        .unwrap();
+    run(
+        c,
+        "schema-validate-1kb",
+        layer.layer(Accept),
+        testkit::record("orders").value(order).build(),
+    );
+}
+
+fn avro(c: &mut Criterion) {
+    use light_kafka::layers::avro::{AvroDecodeLayer, SchemaRegistry, wire};
+    use std::sync::Arc;
+    let schema = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"Order","fields":[
+            {"name":"id","type":"long"},
+            {"name":"customer","type":"string"},
+            {"name":"sku","type":"string"},
+            {"name":"quantity","type":"int"},
+            {"name":"price","type":"double"},
+            {"name":"currency","type":"string"}]}"#,
+    )
+    .unwrap();
+    let value = apache_avro::types::Value::Record(vec![
+        ("id".into(), apache_avro::types::Value::Long(42)),
+        (
+            "customer".into(),
+            apache_avro::types::Value::String("c-1234567".into()),
+        ),
+        (
+            "sku".into(),
+            apache_avro::types::Value::String("ABC-1000".into()),
+        ),
+        ("quantity".into(), apache_avro::types::Value::Int(2)),
+        ("price".into(), apache_avro::types::Value::Double(9.99)),
+        (
+            "currency".into(),
+            apache_avro::types::Value::String("CAD".into()),
+        ),
+    ]);
+    let bytes = wire::encode(7, &schema, value).unwrap();
+    // The schema is cached, as after the first record of its id.
+    let registry = Arc::new(SchemaRegistry::new("http://127.0.0.1:1"));
+    registry.insert(7, Arc::new(schema));
+    let layer = AvroDecodeLayer::new(registry).topic("orders");
+    run(
+        c,
+        "avro-decode-cached",
+        layer.layer(Accept),
+        testkit::record("orders").value(bytes).build(),
+    );
+}
+
+fn dead_letter(c: &mut Criterion) {
+    use light_kafka::layers::dead_letter::DeadLetterLayer;
+    use light_kafka::{BoxError, Error, ErrorKind};
+    // A producer that accepts at once, so only the layer's own work is timed.
+    let sink = tower::service_fn(|_: Record| std::future::ready(Ok::<_, BoxError>(())));
+    let failing = tower::service_fn(|_: Record| {
+        std::future::ready(Err::<(), _>(BoxError::from(Error::new(
+            ErrorKind::Invalid,
+            "no such product",
+        ))))
+    });
+    let layer = DeadLetterLayer::new(sink);
+    run(
+        c,
+        "dead-letter-path",
+        layer.layer(failing),
+        consumed(&token()),
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = jwt, propagate
+    targets = jwt, propagate, schema, avro, dead_letter
 }
 criterion_main!(benches);

@@ -259,9 +259,17 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         crate::record::codec::CodecError,
         crate::service::batching::BatchError,
         crate::service::client::BuildError,
+        crate::layers::dead_letter::DeadLetterError,
     );
     #[cfg(feature = "jwt")]
     try_kinded!(crate::layers::jwt::JwtError, crate::layers::jwt::KeyError);
+    #[cfg(feature = "avro")]
+    try_kinded!(crate::layers::avro::AvroError);
+    #[cfg(feature = "json-schema")]
+    try_kinded!(
+        crate::layers::schema::SchemaError,
+        crate::layers::schema::SchemaConfigError
+    );
     if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         return Some(ErrorKind::Timeout);
     }

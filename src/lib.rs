@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod builder;
 pub mod context;
 pub mod error;
 pub mod layers;

@@ -24,6 +24,27 @@ pub const TRACEPARENT: &str = "traceparent";
 /// W3C trace context: vendor-specific state.
 pub const TRACESTATE: &str = "tracestate";
 
+/// Dead-letter header: the topic the record was consumed from.
+pub const DLQ_ORIGINAL_TOPIC: &str = "dlq.original.topic";
+/// Dead-letter header: the partition the record was consumed from.
+pub const DLQ_ORIGINAL_PARTITION: &str = "dlq.original.partition";
+/// Dead-letter header: the offset the record was consumed from.
+pub const DLQ_ORIGINAL_OFFSET: &str = "dlq.original.offset";
+/// Dead-letter header: the [`crate::ErrorKind`] of the failure.
+pub const DLQ_ERROR_KIND: &str = "dlq.error.kind";
+/// Dead-letter header: the failure's message.
+pub const DLQ_ERROR_MESSAGE: &str = "dlq.error.message";
+
+/// The headers the dead-letter layer adds (and DLQ replay removes).
+pub const DLQ_HEADERS: [&str; 6] = [
+    DLQ_ORIGINAL_TOPIC,
+    DLQ_ORIGINAL_PARTITION,
+    DLQ_ORIGINAL_OFFSET,
+    DLQ_ERROR_KIND,
+    DLQ_ERROR_MESSAGE,
+    STACK_TRACE,
+];
+
 /// The names [`crate::context::Propagation`] carries from hop to hop.
 pub const PROPAGATED: [&str; 5] = [
     CORRELATION_ID,

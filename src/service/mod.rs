@@ -10,6 +10,7 @@ pub mod client;
 pub mod consumer;
 pub mod embedded;
 pub mod producer;
+pub mod replay;
 pub mod transactional;
 
 pub use client::BuildError;

@@ -1,0 +1,149 @@
+//! [`ServiceBuilderExt`]: one `ServiceBuilder` method per layer, as tower-http has.
+//!
+//! ```
+//! use light_kafka::builder::ServiceBuilderExt;
+//! use light_kafka::record::Record;
+//! use light_kafka::testkit::{self, RecordingProducer};
+//! use tower::{service_fn, ServiceBuilder};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let dlq = RecordingProducer::new();
+//! let mut chain = ServiceBuilder::new()
+//!     .catch_panic()
+//!     .propagate_consume()
+//!     .dead_letter(dlq.clone())
+//!     .service(service_fn(|_: Record| async { Err::<(), _>(light_kafka::Error::handler("nope")) }));
+//! let outcome = testkit::call(&mut chain, testkit::record("orders").build()).await.unwrap();
+//! assert!(outcome.is_dead_lettered());
+//! assert_eq!(dlq.records()[0].topic(), "orders.dlq");
+//! # }
+//! ```
+
+use tower::ServiceBuilder;
+use tower::layer::util::Stack;
+use tower::retry::RetryLayer;
+
+use crate::layers::catch_panic::CatchPanicLayer;
+use crate::layers::dead_letter::DeadLetterLayer;
+use crate::layers::propagate::PropagateLayer;
+use crate::layers::retry::RetryPolicy;
+
+/// Adds light-kafka's layers to a `tower::ServiceBuilder`.
+pub trait ServiceBuilderExt<L>: sealed::Sealed {
+    /// Turns panics of the inner service into errors ([`CatchPanicLayer`]).
+    fn catch_panic(self) -> ServiceBuilder<Stack<CatchPanicLayer, L>>;
+
+    /// Reads or generates correlation ids of consumed records ([`PropagateLayer::consume`]).
+    fn propagate_consume(self) -> ServiceBuilder<Stack<PropagateLayer, L>>;
+
+    /// Stamps produced records with the current context and `caller_id`
+    /// ([`PropagateLayer::produce`]).
+    fn propagate_produce(
+        self,
+        service_id: impl Into<String>,
+    ) -> ServiceBuilder<Stack<PropagateLayer, L>>;
+
+    /// Settles failed records through a dead-letter topic ([`DeadLetterLayer::new`]).
+    fn dead_letter<P>(self, producer: P) -> ServiceBuilder<Stack<DeadLetterLayer<P>, L>>;
+
+    /// Retries transient failures with backoff ([`RetryPolicy`]).
+    fn retry_records(
+        self,
+        policy: RetryPolicy,
+    ) -> ServiceBuilder<Stack<RetryLayer<RetryPolicy>, L>>;
+
+    /// Verifies each record's JWT ([`crate::layers::jwt::JwtVerifyLayer`]).
+    #[cfg(feature = "jwt")]
+    fn jwt_verify(
+        self,
+        layer: crate::layers::jwt::JwtVerifyLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::jwt::JwtVerifyLayer, L>>;
+
+    /// Validates record values against per-topic JSON schemas
+    /// ([`crate::layers::schema::JsonSchemaLayer`]).
+    #[cfg(feature = "json-schema")]
+    fn json_schema(
+        self,
+        layer: crate::layers::schema::JsonSchemaLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::schema::JsonSchemaLayer, L>>;
+
+    /// Decodes Avro record values ([`crate::layers::avro::AvroDecodeLayer`]).
+    #[cfg(feature = "avro")]
+    fn avro_decode(
+        self,
+        layer: crate::layers::avro::AvroDecodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::avro::AvroDecodeLayer, L>>;
+
+    /// Encodes record values as Avro ([`crate::layers::avro::AvroEncodeLayer`]).
+    #[cfg(feature = "avro")]
+    fn avro_encode(
+        self,
+        layer: crate::layers::avro::AvroEncodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::avro::AvroEncodeLayer, L>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    fn catch_panic(self) -> ServiceBuilder<Stack<CatchPanicLayer, L>> {
+        self.layer(CatchPanicLayer::new())
+    }
+
+    fn propagate_consume(self) -> ServiceBuilder<Stack<PropagateLayer, L>> {
+        self.layer(PropagateLayer::consume())
+    }
+
+    fn propagate_produce(
+        self,
+        service_id: impl Into<String>,
+    ) -> ServiceBuilder<Stack<PropagateLayer, L>> {
+        self.layer(PropagateLayer::produce(service_id))
+    }
+
+    fn dead_letter<P>(self, producer: P) -> ServiceBuilder<Stack<DeadLetterLayer<P>, L>> {
+        self.layer(DeadLetterLayer::new(producer))
+    }
+
+    fn retry_records(
+        self,
+        policy: RetryPolicy,
+    ) -> ServiceBuilder<Stack<RetryLayer<RetryPolicy>, L>> {
+        self.layer(RetryLayer::new(policy))
+    }
+
+    #[cfg(feature = "jwt")]
+    fn jwt_verify(
+        self,
+        layer: crate::layers::jwt::JwtVerifyLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::jwt::JwtVerifyLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "json-schema")]
+    fn json_schema(
+        self,
+        layer: crate::layers::schema::JsonSchemaLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::schema::JsonSchemaLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "avro")]
+    fn avro_decode(
+        self,
+        layer: crate::layers::avro::AvroDecodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::avro::AvroDecodeLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "avro")]
+    fn avro_encode(
+        self,
+        layer: crate::layers::avro::AvroEncodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::avro::AvroEncodeLayer, L>> {
+        self.layer(layer)
+    }
+}

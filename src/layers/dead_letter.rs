@@ -1,0 +1,584 @@
+//! The boundary that settles failed records by writing them to a dead-letter topic.
+//!
+//! When the inner service fails a record, [`DeadLetter`] classifies the error
+//! ([`classify`]) and, for kinds routed to the dead-letter topic (all of them
+//! by default), produces the original record to `<topic>.dlq` (the suffix is
+//! configurable) with its key, value and headers, plus:
+//!
+//! - `dlq.original.topic`, `dlq.original.partition`, `dlq.original.offset`;
+//! - `dlq.error.kind` (e.g. `invalid`) and `dlq.error.message`;
+//! - `StackTrace`: the error and its chain of causes (light-kafka's header);
+//! - `X-Correlation-Id` and `X-Traceability-Id`, also when only the per-record
+//!   context knew them (a generated correlation id).
+//!
+//! A panic in the inner service counts as a failure of kind `panic` (so a
+//! record whose handler panics is dead-lettered too).
+//!
+//! Once the dead-letter topic acknowledged the record, the layer returns
+//! `Ok(`[`Outcome::DeadLettered`]`)`: the record is settled and the consumer
+//! runtime commits past it. If producing to the dead-letter topic fails, the
+//! layer returns the error: the record is **not** settled, and the runtime
+//! tries it again later. Kinds routed to [`Route::Fail`] are returned as errors
+//! at once (e.g. to leave transient failures to the runtime's retries).
+//!
+//! ```
+//! use light_kafka::error::ErrorKind;
+//! use light_kafka::layers::dead_letter::{DeadLetterLayer, Outcome, Route};
+//! use light_kafka::record::{names, Record};
+//! use light_kafka::testkit::{self, RecordingProducer};
+//! use light_kafka::Error;
+//! use tower::{service_fn, ServiceBuilder};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let dlq = RecordingProducer::new();
+//! let mut chain = ServiceBuilder::new()
+//!     .layer(DeadLetterLayer::new(dlq.clone()).route(ErrorKind::Transient, Route::Fail))
+//!     .service(service_fn(|record: Record| async move {
+//!         match record.value_str() {
+//!             Ok("transient") => Err(Error::transient("try later")),
+//!             Ok("bad") => Err(Error::new(ErrorKind::Invalid, "no such product")),
+//!             _ => Ok(()),
+//!         }
+//!     }));
+//!
+//! let outcome = testkit::call(&mut chain, testkit::record("orders").value("bad").offset(7).build()).await.unwrap();
+//! assert!(matches!(outcome, Outcome::DeadLettered(_)));
+//! let dead = &dlq.records()[0];
+//! assert_eq!(dead.topic(), "orders.dlq");
+//! assert_eq!(dead.header_str(names::DLQ_ORIGINAL_OFFSET), Some("7"));
+//! assert_eq!(dead.header_str(names::DLQ_ERROR_KIND), Some("invalid"));
+//!
+//! // Routed to Fail: not settled here.
+//! assert!(testkit::call(&mut chain, testkit::record("orders").value("transient").build()).await.is_err());
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::context::RecordContext;
+use crate::error::{BoxError, ErrorKind, Kinded, classify};
+use crate::layers::catch_panic::PanicError;
+use crate::record::{HeaderName, Record, names};
+
+/// Most bytes of an error message kept in `dlq.error.message`.
+const MESSAGE_LIMIT: usize = 1024;
+/// Most bytes kept in `StackTrace`.
+const TRACE_LIMIT: usize = 8 * 1024;
+
+/// Where failures of one kind go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Produce the record to the dead-letter topic and settle it.
+    DeadLetter,
+    /// Return the error: the record is not settled.
+    Fail,
+}
+
+/// What happened to a record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<R> {
+    /// The inner service handled it.
+    Handled(R),
+    /// It failed and now sits in the dead-letter topic.
+    DeadLettered(DeadLettered),
+}
+
+impl<R> Outcome<R> {
+    /// Whether the record went to the dead-letter topic.
+    pub fn is_dead_lettered(&self) -> bool {
+        matches!(self, Outcome::DeadLettered(_))
+    }
+}
+
+/// A record settled by the dead-letter layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLettered {
+    /// The dead-letter topic it was written to.
+    pub topic: String,
+    /// The kind of the failure.
+    pub kind: ErrorKind,
+}
+
+/// Producing to the dead-letter topic failed: kind [`ErrorKind::Produce`].
+/// The record is not settled.
+#[derive(Debug)]
+pub struct DeadLetterError {
+    failure: String,
+    source: BoxError,
+}
+
+impl fmt::Display for DeadLetterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot dead-letter the record ({}): {}",
+            self.failure, self.source
+        )
+    }
+}
+
+impl std::error::Error for DeadLetterError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+impl Kinded for DeadLetterError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Produce
+    }
+}
+
+struct Config<P> {
+    producer: P,
+    suffix: String,
+    routes: HashMap<ErrorKind, Route>,
+}
+
+/// Layer that applies [`DeadLetter`]. See the [module documentation](self).
+pub struct DeadLetterLayer<P> {
+    config: Arc<Config<P>>,
+}
+
+impl<P> Clone for DeadLetterLayer<P> {
+    fn clone(&self) -> Self {
+        DeadLetterLayer {
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<P> DeadLetterLayer<P> {
+    /// Dead-letters every failure through `producer` to `<topic>.dlq`.
+    pub fn new(producer: P) -> Self {
+        DeadLetterLayer {
+            config: Arc::new(Config {
+                producer,
+                suffix: ".dlq".to_owned(),
+                routes: HashMap::new(),
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config<P> {
+        Arc::get_mut(&mut self.config).expect("configure the layer before cloning it")
+    }
+
+    /// The dead-letter topic's suffix (default `.dlq`).
+    ///
+    /// # Panics
+    ///
+    /// When the layer was already cloned.
+    pub fn suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.config_mut().suffix = suffix.into();
+        self
+    }
+
+    /// Sends failures of `kind` to `route` (default: [`Route::DeadLetter`]).
+    ///
+    /// # Panics
+    ///
+    /// When the layer was already cloned.
+    pub fn route(mut self, kind: ErrorKind, route: Route) -> Self {
+        self.config_mut().routes.insert(kind, route);
+        self
+    }
+}
+
+impl<P> fmt::Debug for DeadLetterLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetterLayer")
+            .field("suffix", &self.config.suffix)
+            .field("routes", &self.config.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P> Layer<S> for DeadLetterLayer<P> {
+    type Service = DeadLetter<S, P>;
+
+    fn layer(&self, inner: S) -> DeadLetter<S, P> {
+        DeadLetter {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Settles failed records by producing them to a dead-letter topic.
+pub struct DeadLetter<S, P> {
+    inner: S,
+    config: Arc<Config<P>>,
+}
+
+impl<S: Clone, P> Clone for DeadLetter<S, P> {
+    fn clone(&self) -> Self {
+        DeadLetter {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, P> fmt::Debug for DeadLetter<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("inner", &self.inner)
+            .field("suffix", &self.config.suffix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P> DeadLetter<S, P> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn truncated(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// The error and its causes, one per line.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut trace = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        trace.push_str("\ncaused by: ");
+        trace.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    trace
+}
+
+/// The record to write to the dead-letter topic for `original` failing with `error`.
+pub fn dead_letter_record(
+    original: &Record,
+    error: &(dyn std::error::Error + 'static),
+    suffix: &str,
+) -> Record {
+    let mut record = original.forward_to(format!("{}{suffix}", original.topic()));
+    let headers = record.headers_mut();
+    for name in names::DLQ_HEADERS {
+        headers.remove(name);
+    }
+    headers.append(
+        HeaderName::from_static(names::DLQ_ORIGINAL_TOPIC),
+        original.topic().to_owned(),
+    );
+    if let Some(partition) = original.partition() {
+        headers.append(
+            HeaderName::from_static(names::DLQ_ORIGINAL_PARTITION),
+            partition.to_string(),
+        );
+    }
+    if let Some(offset) = original.offset() {
+        headers.append(
+            HeaderName::from_static(names::DLQ_ORIGINAL_OFFSET),
+            offset.to_string(),
+        );
+    }
+    headers.append(
+        HeaderName::from_static(names::DLQ_ERROR_KIND),
+        classify(error).as_str(),
+    );
+    headers.append(
+        HeaderName::from_static(names::DLQ_ERROR_MESSAGE),
+        truncated(error.to_string(), MESSAGE_LIMIT),
+    );
+    headers.append(
+        HeaderName::from_static(names::STACK_TRACE),
+        truncated(chain(error), TRACE_LIMIT),
+    );
+    if let Some(context) = RecordContext::get(original) {
+        let fields = context.fields();
+        for (name, value) in [
+            (names::CORRELATION_ID, fields.correlation_id),
+            (names::TRACEABILITY_ID, fields.traceability_id),
+        ] {
+            if let Some(value) = value
+                && !headers.contains(name)
+            {
+                headers.append(HeaderName::from_static(name), value.to_string());
+            }
+        }
+    }
+    record
+}
+
+impl<S, P> Service<Record> for DeadLetter<S, P>
+where
+    S: Service<Record>,
+    S::Error: Into<BoxError>,
+    P: Service<Record> + Clone + Send + Sync + 'static,
+    P::Future: Send + 'static,
+    P::Error: Into<BoxError>,
+{
+    type Response = Outcome<S::Response>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, P>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, record: Record) -> Self::Future {
+        let original = Some(record.clone());
+        let config = self.config.clone();
+        let state = match catch_unwind(AssertUnwindSafe(|| self.inner.call(record))) {
+            Ok(future) => State::Inner {
+                future,
+                original,
+                config,
+            },
+            Err(payload) => State::Failed {
+                error: Some(PanicError::from_payload(payload.as_ref()).into()),
+                original,
+                config,
+            },
+        };
+        ResponseFuture { state }
+    }
+}
+
+type Producing = Pin<Box<dyn Future<Output = Result<DeadLettered, BoxError>> + Send>>;
+
+pin_project! {
+    /// Response future of [`DeadLetter`].
+    pub struct ResponseFuture<F, P> {
+        #[pin]
+        state: State<F, P>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, P> {
+        Inner {
+            #[pin]
+            future: F,
+            original: Option<Record>,
+            config: Arc<Config<P>>,
+        },
+        Failed {
+            error: Option<BoxError>,
+            original: Option<Record>,
+            config: Arc<Config<P>>,
+        },
+        Producing { future: Producing },
+    }
+}
+
+impl<F, T, E, P> Future for ResponseFuture<F, P>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    P: Service<Record> + Clone + Send + Sync + 'static,
+    P::Future: Send + 'static,
+    P::Error: Into<BoxError>,
+{
+    type Output = Result<Outcome<T>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Inner {
+                    future,
+                    original,
+                    config,
+                } => {
+                    let error: BoxError = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(Ok(response))) => {
+                            return Poll::Ready(Ok(Outcome::Handled(response)));
+                        }
+                        Ok(Poll::Ready(Err(error))) => error.into(),
+                        Err(payload) => PanicError::from_payload(payload.as_ref()).into(),
+                    };
+                    let next = State::Failed {
+                        error: Some(error),
+                        original: original.take(),
+                        config: config.clone(),
+                    };
+                    state.set(next);
+                }
+                StateProj::Failed {
+                    error,
+                    original,
+                    config,
+                } => {
+                    let error = error.take().expect("polled after completion");
+                    let kind = classify(error.as_ref());
+                    if config
+                        .routes
+                        .get(&kind)
+                        .copied()
+                        .unwrap_or(Route::DeadLetter)
+                        == Route::Fail
+                    {
+                        return Poll::Ready(Err(error));
+                    }
+                    let original = original.take().expect("polled after completion");
+                    let dead = dead_letter_record(&original, error.as_ref(), &config.suffix);
+                    let topic = dead.topic().to_owned();
+                    let producer = config.producer.clone();
+                    let failure = format!("{kind}: {error}");
+                    let future: Producing = Box::pin(async move {
+                        match producer.oneshot(dead).await {
+                            Ok(_) => {
+                                if let Some(context) = RecordContext::get(&original) {
+                                    context.update(|f| f.dead_lettered = true);
+                                }
+                                tracing::warn!(
+                                    topic = %original.topic(), partition = original.partition(),
+                                    offset = original.offset(), dead_letter_topic = %topic, %failure,
+                                    "record dead-lettered"
+                                );
+                                Ok(DeadLettered { topic, kind })
+                            }
+                            Err(cause) => Err(DeadLetterError {
+                                failure,
+                                source: cause.into(),
+                            }
+                            .into()),
+                        }
+                    });
+                    state.set(State::Producing { future });
+                }
+                StateProj::Producing { future } => {
+                    return Poll::Ready(
+                        ready!(future.as_mut().poll(cx)).map(Outcome::DeadLettered),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl<F, P> fmt::Debug for ResponseFuture<F, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::producer::ProduceErrorKind;
+    use crate::testkit::{self, RecordingProducer};
+    use tower::{ServiceBuilder, service_fn};
+
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn types_are_send_sync() {
+        assert_send_sync::<DeadLetterLayer<RecordingProducer>>();
+        assert_send_sync::<DeadLetter<testkit::Accept, RecordingProducer>>();
+        assert_send::<ResponseFuture<std::future::Ready<Result<(), BoxError>>, RecordingProducer>>(
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_dead_lettered_with_headers_and_context() {
+        let dlq = RecordingProducer::new();
+        let mut chain = ServiceBuilder::new()
+            .layer(DeadLetterLayer::new(dlq.clone()).suffix("-dead"))
+            .service(service_fn(|_: Record| async move {
+                if true {
+                    panic!("boom at the handler");
+                }
+                Ok::<_, BoxError>(())
+            }));
+        let mut record = testkit::record("orders")
+            .key("k")
+            .value("v")
+            .partition(3)
+            .offset(42)
+            .header("app", "1")
+            .build();
+        let context = RecordContext::of(&mut record);
+        context.update(|f| f.correlation_id = Some("generated".into()));
+        let outcome = testkit::call(&mut chain, record).await.unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::DeadLettered(DeadLettered {
+                topic: "orders-dead".into(),
+                kind: ErrorKind::Panic
+            })
+        );
+        assert!(context.fields().dead_lettered);
+
+        let dead = &dlq.records()[0];
+        assert_eq!(
+            (dead.topic(), dead.key_str(), dead.value_str().unwrap()),
+            ("orders-dead", Some("k"), "v")
+        );
+        assert_eq!(dead.header_str("app"), Some("1"));
+        assert_eq!(dead.header_str(names::DLQ_ORIGINAL_TOPIC), Some("orders"));
+        assert_eq!(dead.header_str(names::DLQ_ORIGINAL_PARTITION), Some("3"));
+        assert_eq!(dead.header_str(names::DLQ_ORIGINAL_OFFSET), Some("42"));
+        assert_eq!(dead.header_str(names::DLQ_ERROR_KIND), Some("panic"));
+        assert!(
+            dead.header_str(names::STACK_TRACE)
+                .unwrap()
+                .contains("boom at the handler")
+        );
+        assert_eq!(dead.header_str(names::CORRELATION_ID), Some("generated"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_dead_letter_leaves_the_record_unsettled() {
+        let dlq = RecordingProducer::new();
+        dlq.fail_with(ProduceErrorKind::Transport);
+        let mut chain = DeadLetterLayer::new(dlq.clone()).layer(service_fn(|_: Record| async {
+            Err::<(), _>(crate::Error::handler("nope"))
+        }));
+        let err = testkit::call(&mut chain, testkit::record("t").build())
+            .await
+            .unwrap_err();
+        assert_eq!(classify(err.as_ref()), ErrorKind::Produce);
+        assert!(err.to_string().contains("nope"));
+        dlq.succeed();
+        assert!(
+            testkit::call(&mut chain, testkit::record("t").build())
+                .await
+                .unwrap()
+                .is_dead_lettered()
+        );
+    }
+
+    #[test]
+    fn long_messages_are_truncated_on_a_char_boundary() {
+        let long = "é".repeat(2000);
+        let t = truncated(long, 1023);
+        assert!(t.len() <= 1023 + '…'.len_utf8());
+    }
+}
