@@ -243,9 +243,44 @@ fn dead_letter(c: &mut Criterion) {
     );
 }
 
+fn observability(c: &mut Criterion) {
+    use light_kafka::layers::audit::{AuditLayer, NullSink};
+    use light_kafka::layers::metrics::MetricsLayer;
+    use light_kafka::layers::trace::TraceLayer;
+    // A real recorder, as in production (Prometheus, without its HTTP server);
+    // no tracing subscriber and so no OpenTelemetry exporter.
+    let _ = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    let record = consumed(&token());
+    run(
+        c,
+        "trace-consume",
+        TraceLayer::consume().group("billing").layer(Accept),
+        record.clone(),
+    );
+    run(
+        c,
+        "metrics-consume",
+        MetricsLayer::consume("billing").layer(Accept),
+        record.clone(),
+    );
+    run(
+        c,
+        "audit-consume",
+        AuditLayer::consumer("billing", NullSink).layer(Accept),
+        record.clone(),
+    );
+    let stack = tower::ServiceBuilder::new()
+        .layer(MetricsLayer::consume("billing"))
+        .layer(PropagateLayer::consume())
+        .layer(TraceLayer::consume().group("billing"))
+        .layer(AuditLayer::consumer("billing", NullSink))
+        .service(Accept);
+    run(c, "observability-stack", stack, record);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = jwt, propagate, schema, avro, dead_letter
+    targets = jwt, propagate, schema, avro, dead_letter, observability
 }
 criterion_main!(benches);

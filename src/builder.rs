@@ -24,10 +24,13 @@ use tower::ServiceBuilder;
 use tower::layer::util::Stack;
 use tower::retry::RetryLayer;
 
+use crate::layers::audit::AuditLayer;
 use crate::layers::catch_panic::CatchPanicLayer;
 use crate::layers::dead_letter::DeadLetterLayer;
+use crate::layers::metrics::MetricsLayer;
 use crate::layers::propagate::PropagateLayer;
 use crate::layers::retry::RetryPolicy;
+use crate::layers::trace::TraceLayer;
 
 /// Adds light-kafka's layers to a `tower::ServiceBuilder`.
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
@@ -46,6 +49,27 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 
     /// Settles failed records through a dead-letter topic ([`DeadLetterLayer::new`]).
     fn dead_letter<P>(self, producer: P) -> ServiceBuilder<Stack<DeadLetterLayer<P>, L>>;
+
+    /// Records metrics of consumed records ([`MetricsLayer::consume`]).
+    fn metrics_consume(
+        self,
+        service_id: impl Into<std::sync::Arc<str>>,
+    ) -> ServiceBuilder<Stack<MetricsLayer, L>>;
+
+    /// Records metrics of produced records ([`MetricsLayer::produce`]).
+    fn metrics_produce(
+        self,
+        service_id: impl Into<std::sync::Arc<str>>,
+    ) -> ServiceBuilder<Stack<MetricsLayer, L>>;
+
+    /// A `process <topic>` span per consumed record ([`TraceLayer::consume`]).
+    fn trace_consume(self) -> ServiceBuilder<Stack<TraceLayer, L>>;
+
+    /// A `send <topic>` span per produced record ([`TraceLayer::produce`]).
+    fn trace_produce(self) -> ServiceBuilder<Stack<TraceLayer, L>>;
+
+    /// An audit entry per record ([`AuditLayer`]).
+    fn audit(self, layer: AuditLayer) -> ServiceBuilder<Stack<AuditLayer, L>>;
 
     /// Retries transient failures with backoff ([`RetryPolicy`]).
     fn retry_records(
@@ -113,6 +137,32 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         policy: RetryPolicy,
     ) -> ServiceBuilder<Stack<RetryLayer<RetryPolicy>, L>> {
         self.layer(RetryLayer::new(policy))
+    }
+
+    fn metrics_consume(
+        self,
+        service_id: impl Into<std::sync::Arc<str>>,
+    ) -> ServiceBuilder<Stack<MetricsLayer, L>> {
+        self.layer(MetricsLayer::consume(service_id))
+    }
+
+    fn metrics_produce(
+        self,
+        service_id: impl Into<std::sync::Arc<str>>,
+    ) -> ServiceBuilder<Stack<MetricsLayer, L>> {
+        self.layer(MetricsLayer::produce(service_id))
+    }
+
+    fn trace_consume(self) -> ServiceBuilder<Stack<TraceLayer, L>> {
+        self.layer(TraceLayer::consume())
+    }
+
+    fn trace_produce(self) -> ServiceBuilder<Stack<TraceLayer, L>> {
+        self.layer(TraceLayer::produce())
+    }
+
+    fn audit(self, layer: AuditLayer) -> ServiceBuilder<Stack<AuditLayer, L>> {
+        self.layer(layer)
     }
 
     #[cfg(feature = "jwt")]

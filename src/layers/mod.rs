@@ -1,11 +1,44 @@
-//! Layers: one module per cross-cutting concern, each a `tower::Layer`.
+//! Layers: one module per cross-cutting concern, each a `tower::Layer` over
+//! `Service<Record>`, usable in consumer, producer and stream-processor chains.
 //!
-//! The canonical order, outermost first, is the one every example uses:
+//! # The canonical order
+//!
+//! Outermost first, as every example and test composes them:
 //!
 //! ```text
 //! catch-panic → metrics → propagate → trace → audit → dead-letter → retry → jwt → schema → handler
 //! ```
+//!
+//! What each position means:
+//!
+//! - [`catch_panic`] outermost: a bug in any layer below becomes an error,
+//!   never an unwound task. (The dead-letter layer also catches the panics of
+//!   the handler, so those records are dead-lettered.)
+//! - [`metrics`] next: it times everything below and, reading the
+//!   [`RecordContext`](crate::context::RecordContext) after the inner call,
+//!   labels by the client the JWT layer verified and sees whether the record
+//!   was dead-lettered.
+//! - [`propagate`] before trace and audit, so both see the correlation id,
+//!   generated if the record had none.
+//! - [`trace`] wraps audit and everything below in the record's span.
+//! - [`audit`] records one entry per record, with what inner layers learned.
+//! - [`dead_letter`] is the boundary: failures below it are classified and the
+//!   record settled through `<topic>.dlq`, so layers above see success (and
+//!   metrics an outcome of `dead_lettered`).
+//! - [`retry`] inside the dead-letter layer: a record reaches the dead-letter
+//!   topic only once its retries are spent.
+//! - [`jwt`] then [`schema`]: reject records that have no business reaching the
+//!   handler, cheapest check first.
+//!
+//! Reordering is allowed and sometimes wanted: put the retry layer outside the
+//! dead-letter layer to retry dead-letter writes as well, or leave the
+//! dead-letter layer out to let the consumer runtime retry or stop
+//! ([`ErrorPolicy`](crate::service::consumer::ErrorPolicy)).
+//!
+//! The [`ServiceBuilderExt`](crate::builder::ServiceBuilderExt) trait has one
+//! method per layer.
 
+pub mod audit;
 #[cfg(feature = "avro")]
 pub mod avro;
 pub mod catch_panic;
@@ -13,7 +46,9 @@ pub mod dead_letter;
 pub mod http_context;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+pub mod metrics;
 pub mod propagate;
 pub mod retry;
 #[cfg(feature = "json-schema")]
 pub mod schema;
+pub mod trace;

@@ -86,6 +86,7 @@ impl Default for ErrorPolicy {
 
 #[derive(Clone, Debug)]
 pub(crate) struct RuntimeConfig {
+    pub(crate) group: String,
     pub(crate) ordering: Ordering,
     pub(crate) max_in_flight: usize,
     pub(crate) partition_buffer: usize,
@@ -100,6 +101,7 @@ pub(crate) struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
+            group: String::new(),
             ordering: Ordering::Partition,
             max_in_flight: 256,
             partition_buffer: 500,

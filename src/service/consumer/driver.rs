@@ -862,8 +862,9 @@ where
     }
 
     fn publish_partitions(&self) {
-        self.shared
-            .publish_partitions(self.slots.iter().flatten().map(|p| PartitionHealth {
+        self.shared.publish_partitions(
+            &self.config.group,
+            self.slots.iter().flatten().map(|p| PartitionHealth {
                 topic: p.topic.to_string(),
                 partition: p.partition,
                 committed: p.committed,
@@ -871,7 +872,8 @@ where
                 in_flight: p.in_flight,
                 buffered: p.window(),
                 paused: p.paused,
-            }));
+            }),
+        );
     }
 }
 

@@ -73,7 +73,13 @@ impl Shared {
         self.peak_buffered.fetch_max(buffered, Relaxed);
     }
 
-    pub(crate) fn publish_partitions(&self, partitions: impl IntoIterator<Item = PartitionHealth>) {
+    /// Publishes the partitions' health, and their lag as the
+    /// `messaging.kafka.consumer.lag` gauge.
+    pub(crate) fn publish_partitions(
+        &self,
+        group: &str,
+        partitions: impl IntoIterator<Item = PartitionHealth>,
+    ) {
         let watermarks = self
             .high_watermarks
             .lock()
@@ -82,7 +88,16 @@ impl Shared {
         for mut p in partitions {
             let key = (p.topic.clone(), p.partition);
             if let (Some(high), Some(committed)) = (watermarks.get(&key), p.committed) {
-                p.lag = Some((high - committed).max(0));
+                let lag = (high - committed).max(0);
+                p.lag = Some(lag);
+                metrics::gauge!(
+                    crate::layers::metrics::CONSUMER_LAG,
+                    "messaging.system" => "kafka",
+                    "messaging.destination.name" => p.topic.clone(),
+                    "messaging.destination.partition.id" => p.partition.to_string(),
+                    "messaging.consumer.group.name" => group.to_owned(),
+                )
+                .set(lag as f64);
             }
             map.insert(key, p);
         }

@@ -303,9 +303,11 @@ impl ConsumerBuilder {
                 "max.poll.records must be a positive integer, not {bad:?}"
             )));
         }
-        if config.get("group.id").is_none() {
+        let Some(group) = config.get("group.id").map(str::to_owned) else {
             return Err(BuildError::new("group.id is required"));
-        }
+        };
+        let mut runtime = self.runtime;
+        runtime.group = group;
         if self.topics.is_empty() {
             return Err(BuildError::new("at least one topic is required"));
         }
@@ -323,7 +325,7 @@ impl ConsumerBuilder {
             .map_err(|e| BuildError::kafka("invalid consumer configuration", e))?;
         Ok(Consumer {
             config,
-            runtime: self.runtime,
+            runtime,
             topics: self.topics,
             shared: Arc::new(Shared::default()),
         })
