@@ -301,6 +301,8 @@ pub struct ContextFields {
     /// Set by the dead-letter layer when it settled the record by writing it
     /// to the dead-letter topic.
     pub dead_lettered: bool,
+    /// Why the record was dead-lettered (`kind: message`).
+    pub dead_letter_reason: Option<Arc<str>>,
 }
 
 impl RecordContext {

@@ -394,8 +394,28 @@ async fn the_runtime_reports_lag_per_partition_and_audit_entries_reach_the_audit
         );
         assert_eq!(entry.topic.as_ref(), "ledger");
     }
-    // Record 13 was dead-lettered: settled, so a success for the audit trail.
-    assert!(entries.iter().all(|e| e.status == AuditStatus::Success));
+    // Record 13 was dead-lettered: settled (so committed), but a failure for
+    // the audit trail, with the reason the dead-letter layer gave.
+    for entry in &entries {
+        if entry.key.as_deref() == Some(&b"k13"[..]) {
+            assert_eq!(entry.status, AuditStatus::Failure);
+            let error = entry.error.as_deref().unwrap();
+            assert!(
+                error.starts_with("dead-lettered: ") && error.contains("unlucky"),
+                "{error}"
+            );
+        } else {
+            assert_eq!(entry.status, AuditStatus::Success, "{entry:?}");
+            assert_eq!(entry.error, None);
+        }
+    }
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.status == AuditStatus::Failure)
+            .count(),
+        1
+    );
     let by_prev: HashMap<_, _> = entries
         .iter()
         .map(|e| (e.prev_hash.clone().unwrap(), e.clone()))

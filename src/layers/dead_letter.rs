@@ -77,6 +77,15 @@ const MESSAGE_LIMIT: usize = 1024;
 /// Most bytes kept in `StackTrace`.
 const TRACE_LIMIT: usize = 8 * 1024;
 
+/// `kind: message`, without repeating a kind the message already starts with.
+fn describe(kind: ErrorKind, message: &str) -> String {
+    let prefix = kind.to_string();
+    match message.strip_prefix(prefix.as_str()) {
+        Some(rest) if rest.starts_with(':') => message.to_owned(),
+        _ => format!("{prefix}: {message}"),
+    }
+}
+
 /// Where failures of one kind go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -449,12 +458,16 @@ where
                     let dead = dead_letter_record(&original, error.as_ref(), &config.suffix);
                     let topic = dead.topic().to_owned();
                     let producer = config.producer.clone();
-                    let failure = format!("{kind}: {error}");
+                    let failure = describe(kind, &error.to_string());
                     let future: Producing = Box::pin(async move {
                         match producer.oneshot(dead).await {
                             Ok(_) => {
                                 if let Some(context) = RecordContext::get(&original) {
-                                    context.update(|f| f.dead_lettered = true);
+                                    let reason: Arc<str> = Arc::from(failure.as_str());
+                                    context.update(|f| {
+                                        f.dead_lettered = true;
+                                        f.dead_letter_reason = Some(reason);
+                                    });
                                 }
                                 tracing::warn!(
                                     topic = %original.topic(), partition = original.partition(),

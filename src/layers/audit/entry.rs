@@ -92,6 +92,14 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// `SUCCESS` or `FAILURE`.
+    pub fn status_text(&self) -> &'static str {
+        match self.status {
+            AuditStatus::Success => "SUCCESS",
+            AuditStatus::Failure => "FAILURE",
+        }
+    }
+
     /// The entry as one line of JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!(r#"{{"auditError":"{e}"}}"#))

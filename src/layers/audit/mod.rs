@@ -309,19 +309,26 @@ where
         let this = self.project();
         let result = ready!(this.future.poll(cx)).map_err(Into::into);
         let config = &**this.config;
-        if config.on_error_only && result.is_ok() {
-            return Poll::Ready(result);
-        }
         let seen = this.seen.take().expect("polled after completion");
         let fields = seen.context.fields();
-        let (status, error, stack_trace) = match &result {
-            Ok(_) => (AuditStatus::Success, None, None),
-            Err(e) => (
+        // A record the dead-letter layer settled is a failure for the audit
+        // trail, though the chain as a whole returned `Ok`.
+        let (status, error, stack_trace) = match (&result, &fields.dead_letter_reason) {
+            (Err(e), _) => (
                 AuditStatus::Failure,
                 Some(e.to_string()),
                 Some(chain_of(e.as_ref())),
             ),
+            (Ok(_), Some(reason)) => (
+                AuditStatus::Failure,
+                Some(format!("dead-lettered: {reason}")),
+                None,
+            ),
+            (Ok(_), None) => (AuditStatus::Success, None, None),
         };
+        if config.on_error_only && status == AuditStatus::Success {
+            return Poll::Ready(result);
+        }
         let mut entry = AuditEntry {
             id: uuid::Uuid::now_v7(),
             service_id: config.service_id.clone(),
@@ -437,6 +444,42 @@ mod tests {
         );
         assert!(a.latency_ms >= 0.0 && a.timestamp > 0);
         assert!(a.hash.is_none(), "no chain unless asked");
+    }
+
+    #[tokio::test]
+    async fn a_dead_lettered_record_is_audited_as_a_failure() {
+        use crate::layers::dead_letter::DeadLetterLayer;
+        use crate::testkit::RecordingProducer;
+        let (entries, sink) = collect();
+        let dlq = RecordingProducer::new();
+        let mut svc = tower::ServiceBuilder::new()
+            .layer(AuditLayer::consumer("svc", sink).audit_on_error(true))
+            .layer(DeadLetterLayer::new(dlq.clone()))
+            .service(tower::service_fn(|r: Record| async move {
+                match r.key_str() {
+                    Some("bad") => Err(crate::Error::new(crate::ErrorKind::Invalid, "no amount")),
+                    _ => Ok(()),
+                }
+            }));
+        testkit::call(&mut svc, testkit::record("t").key("good").build())
+            .await
+            .unwrap();
+        testkit::call(&mut svc, testkit::record("t").key("bad").build())
+            .await
+            .expect("settled by the dead-letter layer");
+        assert_eq!(dlq.records().len(), 1);
+        let entries = entries.lock().unwrap();
+        assert_eq!(
+            entries.len(),
+            1,
+            "audit_on_error keeps dead-lettered records"
+        );
+        assert_eq!(entries[0].status, AuditStatus::Failure);
+        assert_eq!(entries[0].status_text(), "FAILURE");
+        assert_eq!(
+            entries[0].error.as_deref(),
+            Some("dead-lettered: invalid: no amount")
+        );
     }
 
     #[tokio::test]
