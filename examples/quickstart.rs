@@ -112,7 +112,7 @@ async fn main() -> Result<(), BoxError> {
         let order = record
             .extensions()
             .get::<ParsedJson>()
-            .expect("validated by the schema layer");
+            .ok_or("the schema layer parses every record it lets through")?;
         let who = RecordContext::get(&record)
             .map(|c| c.fields())
             .unwrap_or_default();
