@@ -244,6 +244,42 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
     ErrorKind::Handler
 }
 
+/// The error and its causes, one per line, each cause after `caused by: `.
+///
+/// This is the text of the dead-letter layer's `StackTrace` header and of an
+/// audit entry's stack trace: Rust errors carry no stack, but their source
+/// chain says where a failure came from.
+///
+/// ```
+/// use light_kafka::error::chain;
+///
+/// #[derive(Debug)]
+/// struct Lookup(std::io::Error);
+/// impl std::fmt::Display for Lookup {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("customer lookup failed")
+///     }
+/// }
+/// impl std::error::Error for Lookup {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let error = Lookup(std::io::Error::other("connection reset"));
+/// assert_eq!(chain(&error), "customer lookup failed\ncaused by: connection reset");
+/// ```
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut trace = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        trace.push_str("\ncaused by: ");
+        trace.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    trace
+}
+
 fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     macro_rules! try_kinded {
         ($($ty:ty),* $(,)?) => {

@@ -274,18 +274,6 @@ fn truncated(mut text: String, limit: usize) -> String {
     text
 }
 
-/// The error and its causes, one per line.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut trace = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        trace.push_str("\ncaused by: ");
-        trace.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    trace
-}
-
 /// The record to write to the dead-letter topic for `original` failing with `error`.
 pub fn dead_letter_record(
     original: &Record,
@@ -323,7 +311,7 @@ pub fn dead_letter_record(
     );
     headers.append(
         HeaderName::from_static(names::STACK_TRACE),
-        truncated(chain(error), TRACE_LIMIT),
+        truncated(crate::error::chain(error), TRACE_LIMIT),
     );
     if let Some(context) = RecordContext::get(original) {
         let fields = context.fields();

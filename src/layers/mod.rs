@@ -43,6 +43,8 @@ pub mod audit;
 pub mod avro;
 pub mod catch_panic;
 pub mod dead_letter;
+#[cfg(any(feature = "avro", feature = "json-schema", feature = "jwt"))]
+pub mod future;
 pub mod http_context;
 #[cfg(feature = "jwt")]
 pub mod jwt;

@@ -51,21 +51,20 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::ops::Deref;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use jsonschema::Validator;
-use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::{BoxError, ErrorKind, Kinded};
 use crate::record::{DecodeError, DecodeErrorReason, Record};
+
+pub use crate::layers::future::ResponseFuture;
 
 /// The record value, parsed and validated, in the record's extensions.
 #[derive(Clone, Debug, PartialEq)]
@@ -304,7 +303,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, S::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -327,59 +326,6 @@ where
     }
 }
 
-pin_project! {
-    /// Response future of [`JsonSchema`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner { #[pin] future: F },
-        Rejected { error: Option<BoxError> },
-    }
-}
-
-impl<F> ResponseFuture<F> {
-    fn inner(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Inner { future },
-        }
-    }
-
-    fn rejected(error: BoxError) -> Self {
-        ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
-        }
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Rejected { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion")))
-            }
-        }
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,7 +345,6 @@ mod tests {
     fn types_are_send_sync() {
         assert_send_sync::<JsonSchemaLayer>();
         assert_send_sync::<JsonSchema<Accept>>();
-        assert_send_sync::<ResponseFuture<std::future::Ready<Result<(), BoxError>>>>();
     }
 
     #[tokio::test]

@@ -287,17 +287,6 @@ pin_project! {
     }
 }
 
-fn chain_of(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut trace = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        trace.push_str("\ncaused by: ");
-        trace.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    trace
-}
-
 impl<F, T, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<T, E>>,
@@ -317,7 +306,7 @@ where
             (Err(e), _) => (
                 AuditStatus::Failure,
                 Some(e.to_string()),
-                Some(chain_of(e.as_ref())),
+                Some(crate::error::chain(e.as_ref())),
             ),
             (Ok(_), Some(reason)) => (
                 AuditStatus::Failure,

@@ -43,22 +43,20 @@ pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use bytes::Bytes;
-use pin_project_lite::pin_project;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use crate::layers::future::ResponseFuture;
 pub use error::{AvroError, AvroErrorKind};
 pub use registry::{SchemaRegistry, SchemaVersion};
 
@@ -244,13 +242,13 @@ where
                 record.extensions_mut().insert(decoded);
                 ResponseFuture::inner(self.inner.call(record))
             }
-            Err(error) => ResponseFuture::rejected(error.into()),
+            Err(error) => ResponseFuture::rejected(error),
             Ok(Err(id)) => {
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let config = self.config.clone();
                 let reader = reader.clone();
-                ResponseFuture::slow(Box::pin(async move {
+                ResponseFuture::deferred(Box::pin(async move {
                     config.registry.schema(id).await?;
                     let decoded = config.decode(reader.as_deref(), &bytes)?.map_err(|id| {
                         AvroError::new(
@@ -439,83 +437,18 @@ where
         if let Some((id, schema)) = self.config.resolved(record.topic()) {
             return match encode_record(&mut record, id, &schema) {
                 Ok(()) => ResponseFuture::inner(self.inner.call(record)),
-                Err(error) => ResponseFuture::rejected(error.into()),
+                Err(error) => ResponseFuture::rejected(error),
             };
         }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
         let writer = writer.clone();
-        ResponseFuture::slow(Box::pin(async move {
+        ResponseFuture::deferred(Box::pin(async move {
             let (id, schema) = config.resolve(record.topic(), &writer).await?;
             encode_record(&mut record, id, &schema)?;
             inner.oneshot(record).await.map_err(Into::into)
         }))
-    }
-}
-
-// ---- the shared response future ------------------------------------------------------
-
-type Slow<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
-
-pin_project! {
-    /// Response future of [`AvroDecode`] and [`AvroEncode`].
-    pub struct ResponseFuture<F, R> {
-        #[pin]
-        kind: Kind<F, R>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, R> {
-        Inner { #[pin] future: F },
-        Rejected { error: Option<BoxError> },
-        Slow { future: Slow<R> },
-    }
-}
-
-impl<F, R> ResponseFuture<F, R> {
-    fn inner(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Inner { future },
-        }
-    }
-
-    fn rejected(error: BoxError) -> Self {
-        ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
-        }
-    }
-
-    fn slow(future: Slow<R>) -> Self {
-        ResponseFuture {
-            kind: Kind::Slow { future },
-        }
-    }
-}
-
-impl<F, R, E> Future for ResponseFuture<F, R>
-where
-    F: Future<Output = Result<R, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<R, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Rejected { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion")))
-            }
-            KindProj::Slow { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
-impl<F, R> fmt::Debug for ResponseFuture<F, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 

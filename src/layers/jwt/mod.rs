@@ -70,18 +70,16 @@ mod keys;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use pin_project_lite::pin_project;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use crate::layers::future::ResponseFuture;
 pub use claims::Claims;
 pub use error::{JwtError, JwtErrorKind, KeyError};
 pub use keys::KeySet;
@@ -518,7 +516,7 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let verifier = self.verifier.clone();
-                ResponseFuture::refreshing(Box::pin(async move {
+                ResponseFuture::deferred(Box::pin(async move {
                     if let Keys::Remote(remote) = &verifier.keys {
                         remote.refresh().await?;
                     }
@@ -527,69 +525,6 @@ where
                 }))
             }
         }
-    }
-}
-
-type Refreshing<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
-
-pin_project! {
-    /// Response future of [`JwtVerify`].
-    pub struct ResponseFuture<F, R> {
-        #[pin]
-        kind: Kind<F, R>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, R> {
-        Inner { #[pin] future: F },
-        Rejected { error: Option<JwtError> },
-        Refreshing { future: Refreshing<R> },
-    }
-}
-
-impl<F, R> ResponseFuture<F, R> {
-    fn inner(future: F) -> Self {
-        ResponseFuture {
-            kind: Kind::Inner { future },
-        }
-    }
-
-    fn rejected(error: JwtError) -> Self {
-        ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
-        }
-    }
-
-    fn refreshing(future: Refreshing<R>) -> Self {
-        ResponseFuture {
-            kind: Kind::Refreshing { future },
-        }
-    }
-}
-
-impl<F, R, E> Future for ResponseFuture<F, R>
-where
-    F: Future<Output = Result<R, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<R, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Rejected { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion").into()))
-            }
-            KindProj::Refreshing { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
-impl<F, R> fmt::Debug for ResponseFuture<F, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 

@@ -55,24 +55,7 @@ impl ResponseFuture {
         pending: Box<Pending>,
         rx: DeliveryReceiver,
     ) -> Self {
-        let state = match core.enqueue(&record, pending) {
-            Ok(()) => State::Waiting { rx, _core: core },
-            Err((error, pending)) if is_queue_full(&error) => State::backoff(
-                FIRST_BACKOFF,
-                Retry {
-                    core,
-                    record,
-                    pending,
-                    rx,
-                },
-            ),
-            Err((error, _)) => State::Failed {
-                error: Some(ProduceError::from_kafka(
-                    &error,
-                    Some(record.topic_arc().clone()),
-                )),
-            },
-        };
+        let state = State::enqueue(core, record, pending, rx, FIRST_BACKOFF);
         ResponseFuture { state }
     }
 
@@ -84,11 +67,33 @@ impl ResponseFuture {
 }
 
 impl State {
-    fn backoff(delay: Duration, retry: Retry) -> State {
-        State::Backoff {
-            sleep: tokio::time::sleep(delay),
-            delay,
-            retry: Some(retry),
+    /// Hands `record` to librdkafka: then waits for its delivery report, or,
+    /// when the local queue is full, backs off for `delay` and tries again.
+    fn enqueue(
+        core: Arc<Core>,
+        record: Record,
+        pending: Box<Pending>,
+        rx: DeliveryReceiver,
+        delay: Duration,
+    ) -> State {
+        match core.enqueue(&record, pending) {
+            Ok(()) => State::Waiting { rx, _core: core },
+            Err((error, pending)) if is_queue_full(&error) => State::Backoff {
+                sleep: tokio::time::sleep(delay),
+                delay,
+                retry: Some(Retry {
+                    core,
+                    record,
+                    pending,
+                    rx,
+                }),
+            },
+            Err((error, _)) => State::Failed {
+                error: Some(ProduceError::from_kafka(
+                    &error,
+                    Some(record.topic_arc().clone()),
+                )),
+            },
         }
     }
 }
@@ -119,24 +124,7 @@ impl Future for ResponseFuture {
                         pending,
                         rx,
                     } = retry.take().expect("polled after completion");
-                    let next = match core.enqueue(&record, pending) {
-                        Ok(()) => State::Waiting { rx, _core: core },
-                        Err((error, pending)) if is_queue_full(&error) => State::backoff(
-                            delay,
-                            Retry {
-                                core,
-                                record,
-                                pending,
-                                rx,
-                            },
-                        ),
-                        Err((error, _)) => State::Failed {
-                            error: Some(ProduceError::from_kafka(
-                                &error,
-                                Some(record.topic_arc().clone()),
-                            )),
-                        },
-                    };
+                    let next = State::enqueue(core, record, pending, rx, delay);
                     state.set(next);
                 }
                 StateProj::Failed { error } => {
