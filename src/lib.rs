@@ -1,7 +1,7 @@
 //! # light-kafka
 //!
 //! Kafka consumption and production as [`tower::Service`]s over one owned
-//! [`Record`](record::Record) type, with composable layers for identity,
+//! [`Record`] type, with composable layers for identity,
 //! validation, tracing, metrics, audit, dead letters and retries.
 //!
 //! ```

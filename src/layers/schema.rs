@@ -5,7 +5,7 @@
 //! (before sending). Schemas come from values or files and are compiled once.
 //!
 //! - A value that is not UTF-8 or not JSON fails with a
-//!   [`DecodeError`](crate::record::DecodeError) (kind `deserialization`).
+//!   [`DecodeError`] (kind `deserialization`).
 //! - A value that violates the schema fails with a [`SchemaError`] (kind
 //!   `invalid`) listing **every** violation with its JSON pointer. Messages
 //!   mask the offending values (`value is not of type "number"`), so record
