@@ -56,12 +56,7 @@ struct Log {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_record_is_lost_under_transient_failures() {
     const N: usize = 10_000;
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("no-loss", 4).unwrap();
-    common::produce(kafka.bootstrap_servers(), "no-loss", 4, N, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
+    let kafka = common::seeded("no-loss", 4, N, |i| (format!("k{i}"), i.to_string())).await;
 
     let log = Arc::new(Mutex::new(Log::default()));
     let consumer = builder(&kafka, "no-loss", "no-loss").build().unwrap();
@@ -127,9 +122,7 @@ async fn no_record_is_lost_under_transient_failures() {
 }
 
 async fn ordered_run(ordering: Ordering, partitions: i32, keys: usize, n: usize) -> (Log, usize) {
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("order", partitions).unwrap();
-    common::produce(kafka.bootstrap_servers(), "order", partitions, n, |i| {
+    let kafka = common::seeded("order", partitions, n, |i| {
         (format!("key-{}", i % keys), i.to_string())
     })
     .await;
@@ -238,12 +231,7 @@ fn recording(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_consumer_mid_stream_skips_nothing() {
     const N: usize = 5_000;
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("crash", 2).unwrap();
-    common::produce(kafka.bootstrap_servers(), "crash", 2, N, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
+    let kafka = common::seeded("crash", 2, N, |i| (format!("k{i}"), i.to_string())).await;
     let log = Arc::new(Mutex::new(Log::default()));
 
     let first = builder(&kafka, "crash", "crash")
@@ -300,9 +288,7 @@ async fn dropping_the_consumer_mid_stream_skips_nothing() {
 async fn rebalance_run(strategy: &str) {
     const N: usize = 4_000;
     const PARTITIONS: i32 = 4;
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("rebalance", PARTITIONS).unwrap();
-    common::produce(kafka.bootstrap_servers(), "rebalance", PARTITIONS, N, |i| {
+    let kafka = common::seeded("rebalance", PARTITIONS, N, |i| {
         (format!("k{i}"), i.to_string())
     })
     .await;
@@ -421,12 +407,7 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
     const PARTITIONS: i32 = 4;
     const PER_PARTITION: usize = 1_000;
     const TOTAL: usize = 2_000;
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("slow", PARTITIONS).unwrap();
-    common::produce(kafka.bootstrap_servers(), "slow", PARTITIONS, N, |i| {
-        (String::new(), i.to_string())
-    })
-    .await;
+    let kafka = common::seeded("slow", PARTITIONS, N, |i| (String::new(), i.to_string())).await;
 
     let log = Arc::new(Mutex::new(Log::default()));
     let consumer = builder(&kafka, "slow", "slow")
@@ -506,12 +487,7 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_is_retried_and_the_runtime_survives() {
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("panic", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "panic", 1, 50, |i| {
-        (String::new(), i.to_string())
-    })
-    .await;
+    let kafka = common::seeded("panic", 1, 50, |i| (String::new(), i.to_string())).await;
     let attempts = Arc::new(Mutex::new(HashMap::<u64, u32>::new()));
     let consumer = builder(&kafka, "panic", "panic").build().unwrap();
     let handle = consumer.handle();
@@ -569,9 +545,7 @@ async fn shutdown_run(
     blocked: fn(u64) -> bool,
     settled: usize,
 ) -> (i64, Log) {
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("shutdown", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "shutdown", 1, 100, |i| {
+    let kafka = common::seeded("shutdown", 1, 100, |i| {
         (format!("key-{}", i % keys), i.to_string())
     })
     .await;
@@ -637,12 +611,7 @@ async fn graceful_shutdown_commits_exactly_the_settled_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_stops_and_commits_nothing_past_the_failure() {
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("fail-fast", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "fail-fast", 1, 60, |i| {
-        (String::new(), i.to_string())
-    })
-    .await;
+    let kafka = common::seeded("fail-fast", 1, 60, |i| (String::new(), i.to_string())).await;
     let consumer = builder(&kafka, "fail-fast", "fail-fast")
         .error_policy(ErrorPolicy::FailFast)
         .build()
@@ -675,12 +644,7 @@ async fn fail_fast_stops_and_commits_nothing_past_the_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn towers_own_layers_work_around_a_handler() {
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("tower", 4).unwrap();
-    common::produce(kafka.bootstrap_servers(), "tower", 4, 400, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
+    let kafka = common::seeded("tower", 4, 400, |i| (format!("k{i}"), i.to_string())).await;
     let log = Arc::new(Mutex::new(Log::default()));
     let slow_once = Arc::new(Mutex::new(HashSet::new()));
     let handler = {

@@ -182,13 +182,8 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_dead_letter_topic_holds_the_commit_until_it_recovers() {
     const FAILING: i64 = 5;
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("payments", 1).unwrap();
+    let kafka = common::seeded("payments", 1, 10, |i| (String::new(), i.to_string())).await;
     kafka.create_topic("payments.dlq", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "payments", 1, 10, |i| {
-        (String::new(), i.to_string())
-    })
-    .await;
 
     let dlq_producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())

@@ -16,7 +16,6 @@ use light_kafka::layers::metrics::MetricsLayer;
 use light_kafka::layers::trace::TraceLayer;
 use light_kafka::record::{Record, names};
 use light_kafka::service::consumer::Consumer;
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::service::producer::Producer;
 use light_kafka::testkit::{self, RecordingProducer};
 use light_kafka::{BoxError, Error, ErrorKind};
@@ -313,13 +312,8 @@ async fn metrics_have_service_and_client_views_and_outcome_classes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runtime_reports_lag_per_partition_and_audit_entries_reach_the_audit_topic() {
     snapshotter();
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("ledger", 2).unwrap();
+    let kafka = common::seeded("ledger", 2, 20, |i| (format!("k{i}"), i.to_string())).await;
     kafka.create_topic("audit", 1).unwrap();
-    common::produce(kafka.bootstrap_servers(), "ledger", 2, 20, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
     let producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
         .build()

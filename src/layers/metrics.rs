@@ -466,8 +466,14 @@ pub mod prometheus {
         let renderer = handle.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    continue;
+                let mut stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors, say: wait instead of spinning.
+                        tracing::warn!(%error, "metrics endpoint: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 let renderer = renderer.clone();
                 tokio::spawn(async move {

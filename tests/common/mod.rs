@@ -107,6 +107,20 @@ pub async fn produce(
     }
 }
 
+/// An embedded broker with `topic` of `partitions` partitions, already holding
+/// the `n` records of [`produce`].
+pub async fn seeded(
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    make: impl Fn(usize) -> (String, String),
+) -> light_kafka::service::embedded::EmbeddedKafka {
+    let kafka = light_kafka::service::embedded::EmbeddedKafka::start().expect("embedded broker");
+    kafka.create_topic(topic, partitions).expect("topic");
+    produce(kafka.bootstrap_servers(), topic, partitions, n, make).await;
+    kafka
+}
+
 /// The offsets `group` has committed for `topic`'s partitions (-1 when none).
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()

@@ -65,18 +65,18 @@ use crate::record::{Record, Timestamp, names};
 
 const MASK: &str = "***";
 
-struct Config {
+/// What an audit layer is configured with.
+#[derive(Clone)]
+struct Settings {
     service_id: Arc<str>,
     audit_type: AuditType,
     sink: Arc<dyn AuditSink>,
     headers: Vec<String>,
     masked: HashSet<String>,
     on_error_only: bool,
-    /// The last hash of the chain, when chaining.
-    chain: Option<Mutex<String>>,
 }
 
-impl Config {
+impl Settings {
     fn masked(&self, field: &str) -> bool {
         self.masked.iter().any(|m| m.eq_ignore_ascii_case(field))
     }
@@ -91,15 +91,25 @@ impl Config {
     }
 }
 
+/// The settings of one layered service, with its chain state.
+struct Config {
+    settings: Settings,
+    /// The last hash of the chain, when chaining.
+    chain: Option<Mutex<String>>,
+}
+
+impl std::ops::Deref for Config {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
 /// Layer that applies [`Audit`]. See the [module documentation](self).
 #[derive(Clone)]
 pub struct AuditLayer {
-    service_id: Arc<str>,
-    audit_type: AuditType,
-    sink: Arc<dyn AuditSink>,
-    headers: Vec<String>,
-    masked: HashSet<String>,
-    on_error_only: bool,
+    settings: Settings,
     chain: bool,
 }
 
@@ -121,19 +131,21 @@ impl AuditLayer {
 
     fn new(service_id: Arc<str>, audit_type: AuditType, sink: Arc<dyn AuditSink>) -> Self {
         AuditLayer {
-            service_id,
-            audit_type,
-            sink,
-            headers: Vec::new(),
-            masked: HashSet::new(),
-            on_error_only: false,
+            settings: Settings {
+                service_id,
+                audit_type,
+                sink,
+                headers: Vec::new(),
+                masked: HashSet::new(),
+                on_error_only: false,
+            },
             chain: false,
         }
     }
 
     /// Also records these headers (`authorization` is never recorded).
     pub fn headers<I: IntoIterator<Item = T>, T: Into<String>>(mut self, headers: I) -> Self {
-        self.headers = headers
+        self.settings.headers = headers
             .into_iter()
             .map(Into::into)
             .filter(|h| !names::is_sensitive(h))
@@ -145,13 +157,13 @@ impl AuditLayer {
     /// `callerId`, `correlationId`, `traceabilityId`, `error`, `stackTrace`)
     /// and audited headers as `***`.
     pub fn mask<I: IntoIterator<Item = T>, T: Into<String>>(mut self, fields: I) -> Self {
-        self.masked = fields.into_iter().map(Into::into).collect();
+        self.settings.masked = fields.into_iter().map(Into::into).collect();
         self
     }
 
     /// Writes entries for failures only (light-4j's `auditOnError`).
     pub fn audit_on_error(mut self, only_errors: bool) -> Self {
-        self.on_error_only = only_errors;
+        self.settings.on_error_only = only_errors;
         self
     }
 
@@ -165,11 +177,11 @@ impl AuditLayer {
 impl fmt::Debug for AuditLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditLayer")
-            .field("service_id", &self.service_id)
-            .field("audit_type", &self.audit_type)
-            .field("headers", &self.headers)
-            .field("masked", &self.masked)
-            .field("on_error_only", &self.on_error_only)
+            .field("service_id", &self.settings.service_id)
+            .field("audit_type", &self.settings.audit_type)
+            .field("headers", &self.settings.headers)
+            .field("masked", &self.settings.masked)
+            .field("on_error_only", &self.settings.on_error_only)
             .field("chain", &self.chain)
             .finish_non_exhaustive()
     }
@@ -182,12 +194,7 @@ impl<S> Layer<S> for AuditLayer {
         Audit {
             inner,
             config: Arc::new(Config {
-                service_id: self.service_id.clone(),
-                audit_type: self.audit_type,
-                sink: self.sink.clone(),
-                headers: self.headers.clone(),
-                masked: self.masked.clone(),
-                on_error_only: self.on_error_only,
+                settings: self.settings.clone(),
                 chain: self.chain.then(|| Mutex::new("0".repeat(64))),
             }),
         }
