@@ -1,9 +1,13 @@
 //! End-to-end consumer throughput, measured as ratios within one run on one
-//! embedded broker, so that the machine's noise cancels out.
+//! broker, so that the machine's noise cancels out.
 //!
 //! ```text
-//! cargo bench --bench consume
+//! cargo bench --bench consume                 # the embedded broker
+//! scripts/kafka bench                         # also on a real Apache Kafka broker
 //! ```
+//!
+//! With `LIGHT_KAFKA_BENCH_BOOTSTRAP` set, the same measurements run against
+//! that cluster and the rows are named `…-real`.
 //!
 //! - `consume-runtime-vs-raw`: records/s of the light-kafka runtime with an
 //!   empty handler, divided by records/s of a plain rdkafka `StreamConsumer`
@@ -25,16 +29,19 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use light_kafka::record::Record;
 use light_kafka::service::consumer::{Consumer, Ordering, RUNTIME_DEFAULTS};
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::service::producer::Producer;
 use rdkafka::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use tower::{Service, ServiceExt, service_fn};
 
+#[path = "support/broker.rs"]
+mod broker;
+use broker::Broker;
+
 const ROUNDS: usize = 5;
 
-async fn produce(kafka: &EmbeddedKafka, topic: &str, partitions: i32, n: usize, keys: usize) {
+async fn produce(kafka: &Broker, topic: &str, partitions: i32, n: usize, keys: usize) {
     let mut producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
         .set("linger.ms", "10")
@@ -58,7 +65,7 @@ async fn produce(kafka: &EmbeddedKafka, topic: &str, partitions: i32, n: usize, 
     }
 }
 
-fn client_config(kafka: &EmbeddedKafka, group: &str) -> ClientConfig {
+fn client_config(kafka: &Broker, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", kafka.bootstrap_servers())
@@ -74,7 +81,7 @@ fn client_config(kafka: &EmbeddedKafka, group: &str) -> ClientConfig {
 }
 
 /// Records per second of a bare `StreamConsumer` loop.
-async fn raw(kafka: &EmbeddedKafka, topic: &str, n: usize, round: usize) -> f64 {
+async fn raw(kafka: &Broker, topic: &str, n: usize, round: usize) -> f64 {
     let consumer: StreamConsumer = client_config(kafka, &format!("raw-{round}"))
         .create()
         .expect("consumer");
@@ -93,7 +100,7 @@ async fn raw(kafka: &EmbeddedKafka, topic: &str, n: usize, round: usize) -> f64 
 
 /// Records per second of the runtime with `handler_delay` per record.
 async fn runtime(
-    kafka: &EmbeddedKafka,
+    kafka: &Broker,
     topic: &str,
     n: usize,
     group: String,
@@ -146,16 +153,16 @@ fn median(values: &mut [f64]) -> f64 {
 
 async fn consume_runtime_vs_raw() {
     const N: usize = 400_000;
-    let kafka = EmbeddedKafka::start().expect("kafka");
-    kafka.create_topic("bench", 4).expect("topic");
-    produce(&kafka, "bench", 4, N, 1_000).await;
+    let kafka = Broker::start();
+    let topic = &kafka.create_topic("bench", 4).await;
+    produce(&kafka, topic, 4, N, 1_000).await;
 
     let (mut raws, mut runtimes, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let raw = raw(&kafka, "bench", N, round).await;
+        let raw = raw(&kafka, topic, N, round).await;
         let rt = runtime(
             &kafka,
-            "bench",
+            topic,
             N,
             format!("runtime-{round}"),
             Ordering::Partition,
@@ -171,27 +178,30 @@ async fn consume_runtime_vs_raw() {
         ratios.push(rt / raw);
     }
     println!(
-        "consume-raw-rdkafka: median {:.0} rec/s; consume-runtime: median {:.0} rec/s",
+        "consume-raw-rdkafka{0}: median {1:.0} rec/s; consume-runtime{0}: median {2:.0} rec/s",
+        kafka.suffix(),
         median(&mut raws),
         median(&mut runtimes)
     );
     println!(
-        "| consume-runtime-vs-raw | {:.3} | ratio | `cargo bench --bench consume` |",
-        median(&mut ratios)
+        "| consume-runtime-vs-raw{} | {:.3} | ratio | `{}` |",
+        kafka.suffix(),
+        median(&mut ratios),
+        kafka.command("consume")
     );
 }
 
 async fn key_ordered_speedup() {
     const N: usize = 1_000;
-    let kafka = EmbeddedKafka::start().expect("kafka");
-    kafka.create_topic("keys", 1).expect("topic");
-    produce(&kafka, "keys", 1, N, 100).await;
+    let kafka = Broker::start();
+    let topic = &kafka.create_topic("keys", 1).await;
+    produce(&kafka, topic, 1, N, 100).await;
     let delay = Duration::from_millis(2);
     let mut ratios = Vec::new();
     for round in 0..3 {
         let partition = runtime(
             &kafka,
-            "keys",
+            topic,
             N,
             format!("partition-{round}"),
             Ordering::Partition,
@@ -200,7 +210,7 @@ async fn key_ordered_speedup() {
         .await;
         let key = runtime(
             &kafka,
-            "keys",
+            topic,
             N,
             format!("key-{round}"),
             Ordering::Key,
@@ -214,8 +224,10 @@ async fn key_ordered_speedup() {
         ratios.push(key / partition);
     }
     println!(
-        "| key-ordered-speedup | {:.1} | ratio | `cargo bench --bench consume` |",
-        median(&mut ratios)
+        "| key-ordered-speedup{} | {:.1} | ratio | `{}` |",
+        kafka.suffix(),
+        median(&mut ratios),
+        kafka.command("consume")
     );
 }
 

@@ -21,7 +21,6 @@ use light_kafka::layers::avro::{
 };
 use light_kafka::record::{Codec, Record};
 use light_kafka::service::consumer::Consumer;
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::service::producer::Producer;
 use light_kafka::testkit::{self, Accept};
 use serde::{Deserialize, Serialize};
@@ -121,7 +120,7 @@ fn schema(text: &str) -> Arc<Schema> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_evolution_works_both_ways_through_kafka() {
     let registry_server = registry().await;
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("users-new", 1).unwrap();
     kafka.create_topic("users-old", 1).unwrap();
 

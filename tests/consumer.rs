@@ -12,7 +12,6 @@ use light_kafka::record::Record;
 use light_kafka::service::consumer::{
     Backoff, Consumer, ConsumerBuilder, ConsumerError, ErrorPolicy, Ordering,
 };
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::{BoxError, Error};
 use tower::{ServiceBuilder, service_fn};
 
@@ -28,9 +27,9 @@ fn value_of(record: &Record) -> u64 {
     record.value_str().expect("utf-8").parse().expect("number")
 }
 
-fn builder(kafka: &EmbeddedKafka, group: &str, topic: &str) -> ConsumerBuilder {
+fn builder(kafka: &impl common::Bootstrap, group: &str, topic: &str) -> ConsumerBuilder {
     Consumer::builder()
-        .bootstrap_servers(kafka.bootstrap_servers())
+        .bootstrap_servers(kafka.bootstrap())
         .group_id(group)
         .topics([topic])
         .set("session.timeout.ms", "3500")
@@ -288,14 +287,12 @@ async fn dropping_the_consumer_mid_stream_skips_nothing() {
 async fn rebalance_run(strategy: &str) {
     const N: usize = 4_000;
     const PARTITIONS: i32 = 4;
-    let kafka = common::seeded("rebalance", PARTITIONS, N, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
+    let topic = format!("rebalance-{strategy}");
+    let kafka = common::seeded(&topic, PARTITIONS, N, |i| (format!("k{i}"), i.to_string())).await;
     let log = Arc::new(Mutex::new(Log::default()));
     let group = format!("rebalance-{strategy}");
     let member = || {
-        builder(&kafka, &group, "rebalance")
+        builder(&kafka, &group, &topic)
             .set("partition.assignment.strategy", strategy)
             .commit_interval(Duration::from_millis(20))
             .revoke_timeout(Duration::from_secs(5))
@@ -308,10 +305,14 @@ async fn rebalance_run(strategy: &str) {
     let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = {
         let (log, violations, watching) = (log.clone(), violations.clone(), watching.clone());
-        let (bootstrap, group) = (kafka.bootstrap_servers().to_owned(), group.clone());
+        let (bootstrap, group, topic) = (
+            kafka.bootstrap_servers().to_owned(),
+            group.clone(),
+            topic.clone(),
+        );
         std::thread::spawn(move || {
             while watching.load(std::sync::atomic::Ordering::Relaxed) {
-                let committed = common::committed(&bootstrap, &group, "rebalance", PARTITIONS);
+                let committed = common::committed(&bootstrap, &group, &topic, PARTITIONS);
                 let log = log.lock().unwrap();
                 for (p, &c) in committed.iter().enumerate() {
                     for offset in 0..c.max(0) {
@@ -386,8 +387,8 @@ async fn rebalance_run(strategy: &str) {
         "a record was lost"
     );
     assert_eq!(
-        common::committed(kafka.bootstrap_servers(), &group, "rebalance", PARTITIONS),
-        common::end_offsets(kafka.bootstrap_servers(), "rebalance", PARTITIONS)
+        common::committed(kafka.bootstrap_servers(), &group, &topic, PARTITIONS),
+        common::end_offsets(kafka.bootstrap_servers(), &topic, PARTITIONS)
     );
 }
 
@@ -695,7 +696,7 @@ async fn towers_own_layers_work_around_a_handler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handler_sees_its_records_propagation_and_a_signal_stops_the_runtime() {
     use light_kafka::record::names;
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("context", 1).unwrap();
     let producer = light_kafka::service::producer::Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())

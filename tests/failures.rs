@@ -16,7 +16,6 @@ use light_kafka::layers::retry::RetryPolicy;
 use light_kafka::layers::schema::JsonSchemaLayer;
 use light_kafka::record::{Record, names};
 use light_kafka::service::consumer::{Backoff, Consumer, ConsumerBuilder, ErrorPolicy};
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::service::producer::Producer;
 use light_kafka::service::replay::Replay;
 use light_kafka::testkit::{self, RecordingProducer};
@@ -27,9 +26,9 @@ use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{Layer, ServiceBuilder, service_fn};
 
-fn consumer(kafka: &EmbeddedKafka, group: &str, topic: &str) -> ConsumerBuilder {
+fn consumer(kafka: &impl common::Bootstrap, group: &str, topic: &str) -> ConsumerBuilder {
     Consumer::builder()
-        .bootstrap_servers(kafka.bootstrap_servers())
+        .bootstrap_servers(kafka.bootstrap())
         .group_id(group)
         .topics([topic])
         .set("fetch.wait.max.ms", "10")
@@ -43,7 +42,7 @@ fn consumer(kafka: &EmbeddedKafka, group: &str, topic: &str) -> ConsumerBuilder 
 fn order_schema() -> JsonSchemaLayer {
     JsonSchemaLayer::new()
         .with_schema(
-            "orders",
+            "mixed-orders",
             &json!({
                 "type": "object",
                 "required": ["id", "total"],
@@ -56,9 +55,9 @@ fn order_schema() -> JsonSchemaLayer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
     const N: usize = 1_000;
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("orders", 2).unwrap();
-    kafka.create_topic("orders.dlq", 1).unwrap();
+    let kafka = common::Kafka::start();
+    kafka.create_topic("mixed-orders", 2).unwrap();
+    kafka.create_topic("mixed-orders.dlq", 1).unwrap();
     // 10% not JSON, 10% schema violations, 5% handler panics, the rest valid.
     let make = |i: usize| -> (String, String) {
         let value = match i % 20 {
@@ -69,7 +68,7 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
         };
         (format!("k{i}"), value)
     };
-    common::produce(kafka.bootstrap_servers(), "orders", 2, N, make).await;
+    common::produce(kafka.bootstrap_servers(), "mixed-orders", 2, N, make).await;
 
     let dlq_producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
@@ -102,7 +101,7 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
         .layer(DeadLetterLayer::new(dlq_producer))
         .layer(order_schema())
         .service(handler);
-    let consumer = consumer(&kafka, "mixed", "orders").build().unwrap();
+    let consumer = consumer(&kafka, "mixed", "mixed-orders").build().unwrap();
     let handle = consumer.handle();
     let serving = tokio::spawn(consumer.serve(chain));
     assert!(
@@ -129,7 +128,7 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
 
     let dead = common::read_topic(
         kafka.bootstrap_servers(),
-        "orders.dlq",
+        "mixed-orders.dlq",
         1,
         N,
         "read_uncommitted",
@@ -146,7 +145,10 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
             _ => "invalid",
         };
         assert_eq!(kind, expected, "record {i}");
-        assert_eq!(record.header_str(names::DLQ_ORIGINAL_TOPIC), Some("orders"));
+        assert_eq!(
+            record.header_str(names::DLQ_ORIGINAL_TOPIC),
+            Some("mixed-orders")
+        );
         let partition: i32 = record
             .header_str(names::DLQ_ORIGINAL_PARTITION)
             .unwrap()
@@ -173,8 +175,8 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
     assert_eq!(kinds["panic"], 50);
     assert_eq!(handled.len() + dead.len(), N, "the counts add up exactly");
     assert_eq!(
-        common::committed(kafka.bootstrap_servers(), "mixed", "orders", 2),
-        common::end_offsets(kafka.bootstrap_servers(), "orders", 2),
+        common::committed(kafka.bootstrap_servers(), "mixed", "mixed-orders", 2),
+        common::end_offsets(kafka.bootstrap_servers(), "mixed-orders", 2),
         "every input offset committed"
     );
 }
@@ -182,7 +184,8 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_dead_letter_topic_holds_the_commit_until_it_recovers() {
     const FAILING: i64 = 5;
-    let kafka = common::seeded("payments", 1, 10, |i| (String::new(), i.to_string())).await;
+    let kafka =
+        common::seeded_embedded("payments", 1, 10, |i| (String::new(), i.to_string())).await;
     kafka.create_topic("payments.dlq", 1).unwrap();
 
     let dlq_producer = Producer::builder()
@@ -341,7 +344,7 @@ async fn a_timeout_in_the_chain_is_classified_and_routed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_replay_to_the_original_topic_and_then_succeed() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("invoices", 1).unwrap();
     kafka.create_topic("invoices.dlq", 1).unwrap();
     let producer = Producer::builder()

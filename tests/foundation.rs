@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use futures_util::future::poll_fn;
 use light_kafka::record::{Record, Timestamp};
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::service::producer::{ProduceErrorKind, Producer};
 use light_kafka::service::transactional::{TransactionErrorKind, TransactionalProducer};
 use tower::{Service, ServiceExt};
 
 #[tokio::test]
 async fn record_round_trip_keeps_everything() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("round-trip", 1).unwrap();
     let producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
@@ -68,7 +67,7 @@ async fn record_round_trip_keeps_everything() {
 
 #[tokio::test]
 async fn consumed_headers_convert_to_http_with_typed_errors() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("http-headers", 1).unwrap();
     let producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
@@ -100,7 +99,7 @@ async fn consumed_headers_convert_to_http_with_typed_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_queue_delays_records_but_loses_and_fails_none() {
     const N: usize = 10_000;
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("backpressure", 4).unwrap();
     let mut producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
@@ -159,7 +158,7 @@ async fn tiny_queue_delays_records_but_loses_and_fails_none() {
 
 #[tokio::test]
 async fn producer_errors_are_typed() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("small", 1).unwrap();
     let producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
@@ -182,9 +181,9 @@ async fn producer_errors_are_typed() {
     );
 }
 
-async fn transactional(kafka: &EmbeddedKafka, id: &str) -> TransactionalProducer {
+async fn transactional(kafka: &impl common::Bootstrap, id: &str) -> TransactionalProducer {
     TransactionalProducer::builder(id)
-        .bootstrap_servers(kafka.bootstrap_servers())
+        .bootstrap_servers(kafka.bootstrap())
         .operation_timeout(Duration::from_secs(10))
         .build()
         .await
@@ -204,7 +203,7 @@ fn batch(topic: &str, tag: &str, n: usize) -> Vec<Record> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_batch_is_visible_whole_to_read_committed() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("tx-commit", 3).unwrap();
     let producer = transactional(&kafka, "tx-commit").await;
 
@@ -231,7 +230,7 @@ async fn committed_batch_is_visible_whole_to_read_committed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_record_aborts_the_whole_batch_and_the_producer_recovers() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("tx-fail", 1).unwrap();
     let producer = transactional(&kafka, "tx-fail").await;
 
@@ -268,7 +267,7 @@ async fn failed_record_aborts_the_whole_batch_and_the_producer_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_before_delivery_purges_the_records() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("tx-purge", 1).unwrap();
     let producer = TransactionalProducer::builder("tx-purge")
         .bootstrap_servers(kafka.bootstrap_servers())
@@ -292,16 +291,16 @@ async fn abort_before_delivery_purges_the_records() {
 /// All or nothing, as a `read_committed` consumer of a real cluster sees it.
 ///
 /// librdkafka's mock cluster cannot show this (see
-/// `mock_cluster_does_not_isolate_aborted_transactions`), so the test needs a
-/// real broker: `LIGHT_KAFKA_TEST_BOOTSTRAP=host:9092 cargo test -- --ignored`.
+/// `mock_cluster_does_not_isolate_aborted_transactions`), so the test runs on
+/// the real broker tier: `scripts/kafka test`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real Kafka cluster in LIGHT_KAFKA_TEST_BOOTSTRAP: the mock cluster has no read_committed isolation"]
+#[ignore = "needs a real broker (scripts/kafka test): the mock cluster has no read_committed isolation"]
 async fn aborted_batch_is_invisible_to_read_committed_on_a_real_cluster() {
-    let bootstrap =
-        std::env::var("LIGHT_KAFKA_TEST_BOOTSTRAP").expect("LIGHT_KAFKA_TEST_BOOTSTRAP");
+    let kafka = common::real_only();
+    let bootstrap = kafka.bootstrap_servers();
     let topic = format!("tx-abort-{}", common::uuid_like());
     let producer = TransactionalProducer::builder(format!("tx-abort-{}", common::uuid_like()))
-        .bootstrap_servers(&bootstrap)
+        .bootstrap_servers(bootstrap)
         .build()
         .await
         .unwrap();
@@ -318,7 +317,7 @@ async fn aborted_batch_is_invisible_to_read_committed_on_a_real_cluster() {
         .unwrap();
 
     let records = common::read_topic(
-        &bootstrap,
+        bootstrap,
         &topic,
         1,
         usize::MAX,
@@ -337,7 +336,7 @@ async fn aborted_batch_is_invisible_to_read_committed_on_a_real_cluster() {
 /// this fails, and the real-cluster test above can run on the embedded broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_cluster_does_not_isolate_aborted_transactions() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::embedded_only();
     kafka.create_topic("tx-tripwire", 1).unwrap();
     let producer = transactional(&kafka, "tx-tripwire").await;
     let mut tx = producer.begin().await.unwrap();
@@ -365,7 +364,7 @@ async fn mock_cluster_does_not_isolate_aborted_transactions() {
 async fn batching_producer_reports_each_record_and_fails_a_batch_as_a_unit() {
     use light_kafka::service::batching::BatchingProducer;
 
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("batched", 1).unwrap();
     let producer = transactional(&kafka, "batched").await;
     let batcher = BatchingProducer::new(producer, 10, Duration::from_millis(200));

@@ -16,14 +16,13 @@ use light_kafka::layers::jwt::{JwtVerifyLayer, KeySet};
 use light_kafka::layers::propagate::PropagateLayer;
 use light_kafka::record::{Record, names};
 use light_kafka::service::consumer::Consumer;
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::service::producer::Producer;
 use serde_json::json;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_and_ids_flow_from_http_through_kafka_and_on() {
-    let kafka = EmbeddedKafka::start().unwrap();
+    let kafka = common::Kafka::start();
     kafka.create_topic("orders", 1).unwrap();
     kafka.create_topic("shipments", 1).unwrap();
     let producer = Producer::builder()

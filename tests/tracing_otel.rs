@@ -10,7 +10,6 @@ use light_kafka::builder::ServiceBuilderExt;
 use light_kafka::layers::trace::TraceLayer;
 use light_kafka::record::{Record, names};
 use light_kafka::service::consumer::Consumer;
-use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::service::producer::Producer;
 use opentelemetry::trace::{SpanKind, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -28,9 +27,9 @@ async fn http_produce_consume_produce_is_one_trace() {
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("light-kafka-test")));
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let kafka = EmbeddedKafka::start().unwrap();
-    kafka.create_topic("orders", 1).unwrap();
-    kafka.create_topic("shipments", 1).unwrap();
+    let kafka = common::Kafka::start();
+    kafka.create_topic("parcels", 1).unwrap();
+    kafka.create_topic("deliveries", 1).unwrap();
     let producer = Producer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
         .build()
@@ -41,16 +40,21 @@ async fn http_produce_consume_produce_is_one_trace() {
         .propagate_produce("order-api")
         .layer(TraceLayer::produce())
         .service(producer.clone());
-    api.oneshot(Record::builder("orders").key("order-1").value("{}").build())
-        .instrument(tracing::info_span!("POST /orders", "otel.kind" = "server"))
-        .await
-        .unwrap();
+    api.oneshot(
+        Record::builder("parcels")
+            .key("order-1")
+            .value("{}")
+            .build(),
+    )
+    .instrument(tracing::info_span!("POST /orders", "otel.kind" = "server"))
+    .await
+    .unwrap();
 
     // The consuming service processes it and produces the next one.
     let consumer = Consumer::builder()
         .bootstrap_servers(kafka.bootstrap_servers())
         .group_id("shipping")
-        .topics(["orders"])
+        .topics(["parcels"])
         .build()
         .unwrap();
     let handle = consumer.handle();
@@ -63,7 +67,7 @@ async fn http_produce_consume_produce_is_one_trace() {
         async move {
             next.ready()
                 .await?
-                .call(Record::builder("shipments").value("ship").build())
+                .call(Record::builder("deliveries").value("ship").build())
                 .await?;
             handle.shutdown();
             Ok::<_, BoxError>(())
@@ -88,9 +92,9 @@ async fn http_produce_consume_produce_is_one_trace() {
         })
     };
     let http = by_name("POST /orders");
-    let send_orders = by_name("send orders");
-    let process = by_name("process orders");
-    let send_shipments = by_name("send shipments");
+    let send_orders = by_name("send parcels");
+    let process = by_name("process parcels");
+    let send_shipments = by_name("send deliveries");
 
     let trace = http.span_context.trace_id();
     for span in [send_orders, process, send_shipments] {
@@ -117,7 +121,7 @@ async fn http_produce_consume_produce_is_one_trace() {
     // The record on the wire carries the second send span's context.
     let shipments = common::read_topic(
         kafka.bootstrap_servers(),
-        "shipments",
+        "deliveries",
         1,
         1,
         "read_uncommitted",

@@ -1,5 +1,15 @@
 //! Helpers shared by the integration tests.
+//!
+//! [`Kafka::start`] is the one switch between brokers: the embedded broker
+//! (librdkafka's mock cluster, in the process) by default, the real Apache
+//! Kafka cluster named by `LIGHT_KAFKA_TEST_BOOTSTRAP` when it is set
+//! (`scripts/kafka test` starts one and sets it).
 #![allow(dead_code, unreachable_pub)]
+
+mod broker;
+
+#[allow(unused_imports)]
+pub use broker::{Bootstrap, Kafka, broker_ctl, embedded_only, real_only};
 
 use std::time::{Duration, Instant};
 
@@ -107,15 +117,28 @@ pub async fn produce(
     }
 }
 
-/// An embedded broker with `topic` of `partitions` partitions, already holding
-/// the `n` records of [`produce`].
+/// The test broker (see [`Kafka::start`]) with `topic` of `partitions`
+/// partitions, already holding the `n` records of [`produce`].
 pub async fn seeded(
     topic: &str,
     partitions: i32,
     n: usize,
     make: impl Fn(usize) -> (String, String),
+) -> Kafka {
+    let kafka = Kafka::start();
+    kafka.create_topic(topic, partitions).expect("topic");
+    produce(kafka.bootstrap_servers(), topic, partitions, n, make).await;
+    kafka
+}
+
+/// [`seeded`] on an embedded broker, for a test that injects errors.
+pub async fn seeded_embedded(
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    make: impl Fn(usize) -> (String, String),
 ) -> light_kafka::service::embedded::EmbeddedKafka {
-    let kafka = light_kafka::service::embedded::EmbeddedKafka::start().expect("embedded broker");
+    let kafka = embedded_only();
     kafka.create_topic(topic, partitions).expect("topic");
     produce(kafka.bootstrap_servers(), topic, partitions, n, make).await;
     kafka
@@ -159,6 +182,21 @@ pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
                 .1
         })
         .collect()
+}
+
+/// Prints a result line of a fault test and, under `scripts/kafka test`,
+/// appends it to the report that the script prints at the end of the run.
+pub fn report(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    println!("{line}");
+    if let Ok(path) = std::env::var("LIGHT_KAFKA_TEST_REPORT")
+        && let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(file, "{line}");
+    }
 }
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes.
