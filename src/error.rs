@@ -49,15 +49,21 @@ pub enum ErrorKind {
     Handler,
     /// The handler panicked.
     Panic,
-    /// Producing a record to Kafka failed.
+    /// Producing a record to Kafka failed in a way that may pass later (the
+    /// broker unreachable, a delivery timeout, a fenced or failed producer).
     Produce,
-    /// A configuration value was missing or wrong.
+    /// A configuration value was missing or wrong, or the cluster lacks a
+    /// feature the configuration needs.
     Config,
+    /// The broker or the client refused the record itself, for good: larger
+    /// than `message.max.bytes`, a partition that does not exist, a record
+    /// the broker calls corrupt.
+    Rejected,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Unauthorized,
         ErrorKind::Forbidden,
         ErrorKind::Invalid,
@@ -69,6 +75,7 @@ impl ErrorKind {
         ErrorKind::Panic,
         ErrorKind::Produce,
         ErrorKind::Config,
+        ErrorKind::Rejected,
     ];
 
     /// The stable, lower-case name of this kind.
@@ -90,6 +97,7 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::Produce => "produce",
             ErrorKind::Config => "config",
+            ErrorKind::Rejected => "rejected",
         }
     }
 
@@ -116,6 +124,32 @@ impl ErrorKind {
         matches!(
             self,
             ErrorKind::Timeout | ErrorKind::Overloaded | ErrorKind::Transient | ErrorKind::Produce
+        )
+    }
+
+    /// Whether a record failing this way will never succeed, however often it
+    /// is tried: a *poison* record, for the dead-letter topic (invalid,
+    /// undecodable, unauthorized, forbidden, rejected by the broker, a handler
+    /// error or a panic). Transient kinds and [`ErrorKind::Config`] are not:
+    /// they are outages or mistakes to fix, and records failing with them go
+    /// back to the consumer runtime, which backs off and tries again.
+    ///
+    /// ```
+    /// # use light_kafka::error::ErrorKind;
+    /// assert!(ErrorKind::Invalid.is_poison());
+    /// assert!(!ErrorKind::Overloaded.is_poison());
+    /// assert!(!ErrorKind::Config.is_poison());
+    /// ```
+    pub const fn is_poison(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unauthorized
+                | ErrorKind::Forbidden
+                | ErrorKind::Invalid
+                | ErrorKind::Deserialization
+                | ErrorKind::Handler
+                | ErrorKind::Panic
+                | ErrorKind::Rejected
         )
     }
 }
@@ -292,6 +326,7 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         crate::service::transactional::TransactionError,
         crate::layers::catch_panic::PanicError,
         crate::record::DecodeError,
+        crate::record::ConversionError,
         crate::record::codec::CodecError,
         crate::service::batching::BatchError,
         crate::service::client::BuildError,

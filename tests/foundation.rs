@@ -175,9 +175,10 @@ async fn producer_errors_are_typed() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ProduceErrorKind::UnknownPartition);
+    // Both refuse the record for good: poison, not an outage.
     assert_eq!(
         light_kafka::error::classify(&err),
-        light_kafka::ErrorKind::Produce
+        light_kafka::ErrorKind::Rejected
     );
 }
 

@@ -1,25 +1,52 @@
 //! The boundary that settles failed records by writing them to a dead-letter topic.
 //!
 //! When the inner service fails a record, [`DeadLetter`] classifies the error
-//! ([`classify`]) and, for kinds routed to the dead-letter topic (all of them
-//! by default), produces the original record to `<topic>.dlq` (the suffix is
-//! configurable) with its key, value and headers, plus:
+//! ([`classify`]). **Poison** kinds ([`ErrorKind::is_poison`]: invalid,
+//! deserialization, unauthorized, forbidden, rejected, handler, panic) are
+//! written to `<topic>.dlq` (the suffix is configurable) and the record is
+//! settled. **Outages** (timeout, overloaded, transient, produce, config: a
+//! record failing that way may well pass later) are returned as errors: the
+//! record is not settled, and the consumer runtime pauses the partition, backs
+//! off and tries again, never committing past it and reporting it in its
+//! health. [`DeadLetterLayer::route`] changes where any kind goes.
 //!
-//! - `dlq.original.topic`, `dlq.original.partition`, `dlq.original.offset`;
+//! # The dead letter
+//!
+//! The dead letter is the consumed record, faithful: the same key and value,
+//! the same headers with their names exactly as consumed (Kafka header names
+//! are case-sensitive), in the same order, null, empty and non-UTF-8 values
+//! kept, and the consumed timestamp as its `CreateTime`. After them come:
+//!
+//! - `dlq.original.topic`, `dlq.original.partition`, `dlq.original.offset`,
+//!   `dlq.original.timestamp` and `dlq.original.timestamp.type`;
 //! - `dlq.error.kind` (e.g. `invalid`) and `dlq.error.message`;
 //! - `StackTrace`: the error and its chain of causes (light-kafka's header);
-//! - `X-Correlation-Id` and `X-Traceability-Id`, also when only the per-record
-//!   context knew them (a generated correlation id).
+//! - `X-Correlation-Id` and `X-Traceability-Id`, only when the consumed record
+//!   had none and the per-record context knew them (a generated correlation id).
 //!
-//! A panic in the inner service counts as a failure of kind `panic` (so a
-//! record whose handler panics is dead-lettered too).
+//! The record's `authorization` header is kept by default: replaying a dead
+//! letter puts the record back where it came from, and the JWT layer there
+//! verifies it again; a dead letter without its token would be rejected as
+//! unauthorized on replay. Treat the dead-letter topic like the topic it
+//! mirrors (same ACLs, same retention), or drop the token with
+//! [`DeadLetterLayer::drop_header`].
+//!
+//! A dead letter the broker refuses as too large (over `message.max.bytes`) is
+//! written in a reduced form rather than never: the value left out (null),
+//! with `dlq.value.omitted: too-large`, `dlq.original.value.size` and
+//! `dlq.original.value.sha256`; if that is still too large, the consumed
+//! headers are left out as well (`dlq.original.headers.omitted: <count>`).
+//!
+//! A panic in the inner service counts as a failure of kind `panic`. A
+//! consumed record that could not be converted faithfully (a
+//! [`ConversionError`] in its extensions: a header name that is not UTF-8) is
+//! dead-lettered without calling the inner service.
 //!
 //! Once the dead-letter topic acknowledged the record, the layer returns
 //! `Ok(`[`Outcome::DeadLettered`]`)`: the record is settled and the consumer
 //! runtime commits past it. If producing to the dead-letter topic fails, the
-//! layer returns the error: the record is **not** settled, and the runtime
-//! tries it again later. Kinds routed to [`Route::Fail`] are returned as errors
-//! at once (e.g. to leave transient failures to the runtime's retries).
+//! layer returns a [`DeadLetterError`]: the record is **not** settled, and the
+//! runtime tries it again later.
 //!
 //! ```
 //! use light_kafka::error::ErrorKind;
@@ -33,7 +60,7 @@
 //! # async fn main() {
 //! let dlq = RecordingProducer::new();
 //! let mut chain = ServiceBuilder::new()
-//!     .layer(DeadLetterLayer::new(dlq.clone()).route(ErrorKind::Transient, Route::Fail))
+//!     .layer(DeadLetterLayer::new(dlq.clone()))
 //!     .service(service_fn(|record: Record| async move {
 //!         match record.value_str() {
 //!             Ok("transient") => Err(Error::transient("try later")),
@@ -49,8 +76,9 @@
 //! assert_eq!(dead.header_str(names::DLQ_ORIGINAL_OFFSET), Some("7"));
 //! assert_eq!(dead.header_str(names::DLQ_ERROR_KIND), Some("invalid"));
 //!
-//! // Routed to Fail: not settled here.
+//! // An outage is not a poison record: not settled here, the runtime retries it.
 //! assert!(testkit::call(&mut chain, testkit::record("orders").value("transient").build()).await.is_err());
+//! assert_eq!(dlq.records().len(), 1);
 //! # }
 //! ```
 
@@ -70,7 +98,7 @@ use tower_service::Service;
 use crate::context::RecordContext;
 use crate::error::{BoxError, ErrorKind, Kinded, classify};
 use crate::layers::catch_panic::PanicError;
-use crate::record::{HeaderName, Record, names};
+use crate::record::{ConversionError, HeaderName, Record, Timestamp, names};
 
 /// Most bytes of an error message kept in `dlq.error.message`.
 const MESSAGE_LIMIT: usize = 1024;
@@ -150,10 +178,22 @@ impl Kinded for DeadLetterError {
     }
 }
 
+#[derive(Clone)]
 struct Config<P> {
     producer: P,
     suffix: String,
     routes: HashMap<ErrorKind, Route>,
+    dropped_headers: Vec<String>,
+}
+
+impl<P> Config<P> {
+    fn route(&self, kind: ErrorKind) -> Route {
+        match self.routes.get(&kind) {
+            Some(&route) => route,
+            None if kind.is_poison() => Route::DeadLetter,
+            None => Route::Fail,
+        }
+    }
 }
 
 /// Layer that applies [`DeadLetter`]. See the [module documentation](self).
@@ -170,38 +210,64 @@ impl<P> Clone for DeadLetterLayer<P> {
 }
 
 impl<P> DeadLetterLayer<P> {
-    /// Dead-letters every failure through `producer` to `<topic>.dlq`.
+    /// Dead-letters poison records through `producer` to `<topic>.dlq`.
     pub fn new(producer: P) -> Self {
         DeadLetterLayer {
             config: Arc::new(Config {
                 producer,
                 suffix: ".dlq".to_owned(),
                 routes: HashMap::new(),
+                dropped_headers: Vec::new(),
             }),
         }
     }
+}
 
+impl<P: Clone> DeadLetterLayer<P> {
+    /// The configuration, copied first when the layer was already cloned
+    /// (the clones keep theirs).
     fn config_mut(&mut self) -> &mut Config<P> {
-        Arc::get_mut(&mut self.config).expect("configure the layer before cloning it")
+        Arc::make_mut(&mut self.config)
     }
 
     /// The dead-letter topic's suffix (default `.dlq`).
-    ///
-    /// # Panics
-    ///
-    /// When the layer was already cloned.
     pub fn suffix(mut self, suffix: impl Into<String>) -> Self {
         self.config_mut().suffix = suffix.into();
         self
     }
 
-    /// Sends failures of `kind` to `route` (default: [`Route::DeadLetter`]).
+    /// Sends failures of `kind` to `route`. Default: [`Route::DeadLetter`]
+    /// for poison kinds ([`ErrorKind::is_poison`]), [`Route::Fail`] for the
+    /// others (outages, which the runtime retries).
     ///
-    /// # Panics
+    /// ```
+    /// use light_kafka::error::ErrorKind;
+    /// use light_kafka::layers::dead_letter::{DeadLetterLayer, Route};
+    /// use light_kafka::testkit::RecordingProducer;
     ///
-    /// When the layer was already cloned.
+    /// // Give up on records that time out, instead of retrying them.
+    /// let layer = DeadLetterLayer::new(RecordingProducer::new())
+    ///     .route(ErrorKind::Timeout, Route::DeadLetter);
+    /// # let _ = layer;
+    /// ```
     pub fn route(mut self, kind: ErrorKind, route: Route) -> Self {
         self.config_mut().routes.insert(kind, route);
+        self
+    }
+
+    /// Leaves headers named `name` (matched ignoring ASCII case) out of dead
+    /// letters, for example `authorization` (see the
+    /// [module documentation](self) for why the token is kept by default).
+    ///
+    /// ```
+    /// use light_kafka::layers::dead_letter::DeadLetterLayer;
+    /// use light_kafka::testkit::RecordingProducer;
+    ///
+    /// let layer = DeadLetterLayer::new(RecordingProducer::new()).drop_header("authorization");
+    /// # let _ = layer;
+    /// ```
+    pub fn drop_header(mut self, name: impl Into<String>) -> Self {
+        self.config_mut().dropped_headers.push(name.into());
         self
     }
 }
@@ -211,6 +277,7 @@ impl<P> fmt::Debug for DeadLetterLayer<P> {
         f.debug_struct("DeadLetterLayer")
             .field("suffix", &self.config.suffix)
             .field("routes", &self.config.routes)
+            .field("dropped_headers", &self.config.dropped_headers)
             .finish_non_exhaustive()
     }
 }
@@ -274,43 +341,45 @@ fn truncated(mut text: String, limit: usize) -> String {
     text
 }
 
-/// The record to write to the dead-letter topic for `original` failing with `error`.
+/// The record to write to the dead-letter topic for `original` failing with
+/// `error`: the consumed record, faithful, then the `dlq.*` headers (see the
+/// [module documentation](self)).
 pub fn dead_letter_record(
     original: &Record,
     error: &(dyn std::error::Error + 'static),
     suffix: &str,
 ) -> Record {
     let mut record = original.forward_to(format!("{}{suffix}", original.topic()));
-    let headers = record.headers_mut();
-    for name in names::DLQ_HEADERS {
-        headers.remove(name);
+    if let Some(millis) = original.timestamp().millis() {
+        record.set_timestamp(Timestamp::CreateTime(millis));
     }
-    headers.append(
-        HeaderName::from_static(names::DLQ_ORIGINAL_TOPIC),
-        original.topic().to_owned(),
-    );
+    let headers = record.headers_mut();
+    let mut add = |name: &'static str, value: String| {
+        headers.append(HeaderName::from_static(name), value);
+    };
+    add(names::DLQ_ORIGINAL_TOPIC, original.topic().to_owned());
     if let Some(partition) = original.partition() {
-        headers.append(
-            HeaderName::from_static(names::DLQ_ORIGINAL_PARTITION),
-            partition.to_string(),
-        );
+        add(names::DLQ_ORIGINAL_PARTITION, partition.to_string());
     }
     if let Some(offset) = original.offset() {
-        headers.append(
-            HeaderName::from_static(names::DLQ_ORIGINAL_OFFSET),
-            offset.to_string(),
-        );
+        add(names::DLQ_ORIGINAL_OFFSET, offset.to_string());
     }
-    headers.append(
-        HeaderName::from_static(names::DLQ_ERROR_KIND),
-        classify(error).as_str(),
-    );
-    headers.append(
-        HeaderName::from_static(names::DLQ_ERROR_MESSAGE),
+    let timestamp_type = match original.timestamp() {
+        Timestamp::CreateTime(_) => Some("CreateTime"),
+        Timestamp::LogAppendTime(_) => Some("LogAppendTime"),
+        Timestamp::NotAvailable => None,
+    };
+    if let (Some(millis), Some(kind)) = (original.timestamp().millis(), timestamp_type) {
+        add(names::DLQ_ORIGINAL_TIMESTAMP, millis.to_string());
+        add(names::DLQ_ORIGINAL_TIMESTAMP_TYPE, kind.to_owned());
+    }
+    add(names::DLQ_ERROR_KIND, classify(error).as_str().to_owned());
+    add(
+        names::DLQ_ERROR_MESSAGE,
         truncated(error.to_string(), MESSAGE_LIMIT),
     );
-    headers.append(
-        HeaderName::from_static(names::STACK_TRACE),
+    add(
+        names::STACK_TRACE,
         truncated(crate::error::chain(error), TRACE_LIMIT),
     );
     if let Some(context) = RecordContext::get(original) {
@@ -320,13 +389,58 @@ pub fn dead_letter_record(
             (names::TRACEABILITY_ID, fields.traceability_id),
         ] {
             if let Some(value) = value
-                && !headers.contains(name)
+                && !original.headers().contains(name)
             {
-                headers.append(HeaderName::from_static(name), value.to_string());
+                record
+                    .headers_mut()
+                    .append(HeaderName::from_static(name), value.to_string());
             }
         }
     }
     record
+}
+
+/// The reduced forms of a dead letter the broker refused as too large: first
+/// without the value, then without the consumed headers too.
+fn reduced(dead: &Record, original: &Record, step: usize) -> Record {
+    let mut reduced = dead.clone();
+    reduced.set_value(None);
+    let headers = reduced.headers_mut();
+    let value = original.value().map_or(&[][..], |v| v.as_ref());
+    headers.append(
+        HeaderName::from_static(names::DLQ_VALUE_OMITTED),
+        "too-large",
+    );
+    headers.append(
+        HeaderName::from_static(names::DLQ_ORIGINAL_VALUE_SIZE),
+        value.len().to_string(),
+    );
+    headers.append(
+        HeaderName::from_static(names::DLQ_ORIGINAL_VALUE_SHA256),
+        hex_sha256(value),
+    );
+    if step > 0 {
+        let consumed = original.headers().len();
+        let kept: crate::record::Headers =
+            reduced.headers().iter().skip(consumed).cloned().collect();
+        *reduced.headers_mut() = kept;
+        reduced.headers_mut().append(
+            HeaderName::from_static(names::DLQ_HEADERS_OMITTED),
+            consumed.to_string(),
+        );
+    }
+    reduced
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 impl<S, P> Service<Record> for DeadLetter<S, P>
@@ -348,6 +462,16 @@ where
     fn call(&mut self, record: Record) -> Self::Future {
         let original = Some(record.clone());
         let config = self.config.clone();
+        if let Some(defect) = ConversionError::of(&record) {
+            // A poison record before any handler could look at it.
+            return ResponseFuture {
+                state: State::Failed {
+                    error: Some(Box::new(defect.clone())),
+                    original,
+                    config,
+                },
+            };
+        }
         let state = match catch_unwind(AssertUnwindSafe(|| self.inner.call(record))) {
             Ok(future) => State::Inner {
                 future,
@@ -433,23 +557,47 @@ where
                 } => {
                     let error = error.take().expect("polled after completion");
                     let kind = classify(error.as_ref());
-                    if config
-                        .routes
-                        .get(&kind)
-                        .copied()
-                        .unwrap_or(Route::DeadLetter)
-                        == Route::Fail
-                    {
+                    if config.route(kind) == Route::Fail {
                         return Poll::Ready(Err(error));
                     }
                     let original = original.take().expect("polled after completion");
-                    let dead = dead_letter_record(&original, error.as_ref(), &config.suffix);
+                    let mut dead = dead_letter_record(&original, error.as_ref(), &config.suffix);
+                    for name in &config.dropped_headers {
+                        dead.headers_mut().remove(name);
+                    }
                     let topic = dead.topic().to_owned();
                     let producer = config.producer.clone();
                     let failure = describe(kind, &error.to_string());
                     let future: Producing = Box::pin(async move {
-                        match producer.oneshot(dead).await {
+                        let mut written: Result<(), BoxError> = producer
+                            .clone()
+                            .oneshot(dead.clone())
+                            .await
+                            .map(drop)
+                            .map_err(Into::into);
+                        for step in 0..2 {
+                            match &written {
+                                Err(cause) if classify(cause.as_ref()) == ErrorKind::Rejected => {
+                                    tracing::warn!(
+                                        topic = %original.topic(), offset = original.offset(),
+                                        error = %cause, "dead letter refused; writing a reduced one"
+                                    );
+                                    let smaller = reduced(&dead, &original, step);
+                                    written = producer
+                                        .clone()
+                                        .oneshot(smaller)
+                                        .await
+                                        .map(drop)
+                                        .map_err(Into::into);
+                                }
+                                _ => break,
+                            }
+                        }
+                        match written {
                             Ok(_) => {
+                                if let Some(defect) = ConversionError::of(&original) {
+                                    defect.mark_dead_lettered();
+                                }
                                 if let Some(context) = RecordContext::get(&original) {
                                     let reason: Arc<str> = Arc::from(failure.as_str());
                                     context.update(|f| {
@@ -466,7 +614,7 @@ where
                             }
                             Err(cause) => Err(DeadLetterError {
                                 failure,
-                                source: cause.into(),
+                                source: cause,
                             }
                             .into()),
                         }

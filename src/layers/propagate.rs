@@ -4,10 +4,11 @@
 //!
 //! - [`PropagateLayer::consume`] wraps a consumer handler. It reads
 //!   `X-Correlation-Id` and `X-Traceability-Id` from the record, generates a
-//!   correlation id when there is none (a UUID v7 by default, written into the
-//!   record's headers), and makes the ids available to the handler (the record
-//!   and the current [`Propagation`]) and to outer layers (the
-//!   [`RecordContext`]).
+//!   correlation id when there is none (a UUID v7 by default), and makes the
+//!   ids available to the handler (the current [`Propagation`], so records it
+//!   produces carry them) and to outer layers (the [`RecordContext`]). It
+//!   never changes the consumed record: its headers stay exactly as consumed
+//!   (what the dead-letter topic receives is the record as it was).
 //! - [`PropagateLayer::produce`] wraps a producer. It stamps every record with
 //!   the current context: `X-Correlation-Id` (generated if there is none),
 //!   `X-Traceability-Id`, `authorization`, `traceparent` and `tracestate`,
@@ -252,22 +253,19 @@ where
                 let mut correlation = record.header(names::CORRELATION_ID).and_then(text);
                 let generated = correlation.is_none();
                 if generated {
-                    let id: Arc<str> = Arc::from(self.layer.ids.make());
-                    record
-                        .headers_mut()
-                        .insert(CORRELATION, Bytes::copy_from_slice(id.as_bytes()));
-                    correlation = Some(id);
+                    correlation = Some(Arc::from(self.layer.ids.make()));
                 }
                 let traceability = record.header(names::TRACEABILITY_ID).and_then(text);
                 let caller = record.header(names::CALLER_ID).and_then(text);
                 RecordContext::of(&mut record).update(|f| {
-                    f.correlation_id = correlation;
+                    f.correlation_id = correlation.clone();
                     f.traceability_id = traceability;
                     f.caller_id = caller;
                 });
-                if generated {
-                    // The handler's current context gets the new id too.
-                    let propagation = Propagation::from_headers(record.headers());
+                if let (true, Some(id)) = (generated, &correlation) {
+                    // The handler's current context gets the new id.
+                    let mut propagation = Propagation::from_headers(record.headers());
+                    propagation.set_correlation_id(Bytes::copy_from_slice(id.as_bytes()));
                     let future =
                         context::sync_scope(propagation.clone(), || self.inner.call(record));
                     ResponseFuture::scoped(context::scope(propagation, future))
@@ -405,7 +403,7 @@ mod tests {
             .await
             .unwrap();
         let (header, current, context) = seen.lock().unwrap().take().unwrap();
-        assert_eq!(header.as_deref(), Some("generated-1"));
+        assert_eq!(header, None, "the consumed record stays as consumed");
         assert_eq!(current.as_deref(), Some("generated-1"));
         assert_eq!(context.as_deref(), Some("generated-1"));
     }

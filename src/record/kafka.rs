@@ -5,7 +5,10 @@
 //! its own copy when it enqueues the message. rdkafka's borrowed messages are
 //! never kept past the conversion.
 
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use rdkafka::message::{
@@ -15,6 +18,105 @@ use rdkafka::producer::{BaseRecord, FutureRecord};
 use rdkafka::util::IntoOpaque;
 
 use super::{Header, HeaderName, Headers, Record};
+use crate::error::{ErrorKind, Kinded};
+
+/// A consumed record the crate could not convert faithfully: kind
+/// [`ErrorKind::Deserialization`], a poison record.
+///
+/// Kafka header names are bytes, and nothing stops another client from
+/// writing names that are not UTF-8; rdkafka panics on such a name when it
+/// reads it. The conversion reads every header it can (the others are left
+/// out, counted here) and puts this error in the record's extensions. The
+/// dead-letter layer then writes the record (its raw key and value and the
+/// headers that could be read) to the dead-letter topic without calling the
+/// inner service; without a dead-letter layer, the consumer runtime treats
+/// the record as failed with this error under its error policy, even when the
+/// service returned `Ok`. The runtime never panics on a record.
+///
+/// ```
+/// use light_kafka::record::{ConversionError, Record};
+/// use light_kafka::error::{classify, ErrorKind};
+///
+/// let error = ConversionError::new("header 2: name is not UTF-8");
+/// let mut record = Record::new("orders");
+/// record.extensions_mut().insert(error.clone());
+/// assert!(ConversionError::of(&record).is_some());
+/// assert_eq!(classify(&error), ErrorKind::Deserialization);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ConversionError {
+    detail: Arc<str>,
+    dead_lettered: Arc<AtomicBool>,
+}
+
+impl ConversionError {
+    /// A conversion failure described by `detail`.
+    pub fn new(detail: impl Into<Arc<str>>) -> Self {
+        ConversionError {
+            detail: detail.into(),
+            dead_lettered: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The conversion error a consumed record carries, if any.
+    pub fn of(record: &Record) -> Option<&ConversionError> {
+        record.extensions().get::<ConversionError>()
+    }
+
+    /// What could not be converted.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Marks the record as settled on the dead-letter topic.
+    pub fn mark_dead_lettered(&self) {
+        self.dead_lettered.store(true, Ordering::Release);
+    }
+
+    /// Whether the record was settled on the dead-letter topic.
+    pub fn is_dead_lettered(&self) -> bool {
+        self.dead_lettered.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Display for ConversionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot convert the consumed record: {}", self.detail)
+    }
+}
+
+impl std::error::Error for ConversionError {}
+
+impl Kinded for ConversionError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Deserialization
+    }
+}
+
+/// Reads every header rdkafka can give, calling `each(name, value)`, and
+/// describes the ones it cannot (a name that is not UTF-8 makes rdkafka 0.39
+/// panic inside `Headers::try_get`; the panic is caught here, so the default
+/// panic hook still prints it once per such header).
+fn read_headers<H: rdkafka::message::Headers + ?Sized>(
+    headers: &H,
+    mut each: impl FnMut(&str, Option<&[u8]>),
+) -> Option<String> {
+    let mut unreadable = Vec::new();
+    for index in 0..headers.count() {
+        match catch_unwind(AssertUnwindSafe(|| headers.try_get(index))) {
+            Ok(Some(header)) => each(header.key, header.value),
+            Ok(None) => break,
+            Err(_) => unreadable.push(index.to_string()),
+        }
+    }
+    (!unreadable.is_empty()).then(|| {
+        format!(
+            "header name not UTF-8 (header {} of {}); the other headers are kept",
+            unreadable.join(", "),
+            headers.count()
+        )
+    })
+}
 
 impl Record {
     /// Copies a consumed rdkafka message (borrowed or owned) into a record.
@@ -38,22 +140,29 @@ impl Record {
     }
 
     /// Like [`Record::from_message`], reusing an already shared topic name.
+    ///
+    /// A record whose headers cannot all be read carries a
+    /// [`ConversionError`] in its extensions.
     pub fn from_message_in<M: rdkafka::Message>(message: &M, topic: Arc<str>) -> Self {
+        let mut defect = None;
         let headers = match message.headers() {
             None => Headers::new(),
             Some(h) => {
                 let mut headers = Headers::with_capacity(h.count());
-                for header in h.iter() {
-                    let name = HeaderName::intern(header.key);
-                    headers.push(match header.value {
+                defect = read_headers(h, |key, value| {
+                    let name = HeaderName::intern(key);
+                    headers.push(match value {
                         Some(v) => Header::new(name, Bytes::copy_from_slice(v)),
                         None => Header::null(name),
                     });
-                }
+                });
                 headers
             }
         };
         let mut record = Record::new(topic);
+        if let Some(detail) = defect {
+            record.extensions_mut().insert(ConversionError::new(detail));
+        }
         record.partition = Some(message.partition());
         record.offset = Some(message.offset());
         record.timestamp = message.timestamp().into();
@@ -137,6 +246,7 @@ struct Draft {
     key: Option<Span>,
     value: Option<Span>,
     headers: std::ops::Range<usize>,
+    defect: Option<String>,
 }
 
 /// Copies consumed messages into records in batches: the small keys, values
@@ -167,11 +277,12 @@ impl RecordBatcher {
     /// Copies `message` into the batch.
     pub(crate) fn push<M: rdkafka::Message>(&mut self, message: &M, topic: Arc<str>) {
         let first_header = self.headers.len();
+        let mut defect = None;
         if let Some(h) = message.headers() {
-            for header in h.iter() {
-                let value = header.value.map(|v| self.span(v));
-                self.headers.push((HeaderName::intern(header.key), value));
-            }
+            defect = read_headers(h, |key, value| {
+                let value = value.map(|v| self.span(v));
+                self.headers.push((HeaderName::intern(key), value));
+            });
         }
         let key = message.key().map(|k| self.span(k));
         let value = message.payload().map(|v| self.span(v));
@@ -184,6 +295,7 @@ impl RecordBatcher {
             key,
             value,
             headers: first_header..self.headers.len(),
+            defect,
         });
     }
 
@@ -209,6 +321,9 @@ impl RecordBatcher {
                         None => Header::null(name),
                     })
                     .collect();
+            }
+            if let Some(detail) = draft.defect {
+                record.extensions_mut().insert(ConversionError::new(detail));
             }
             each(record);
         }

@@ -46,6 +46,7 @@ pub use codec::{Codec, JsonCodec};
 pub use envelope::{Command, Event, EventId, Message};
 pub use headers::{Header, HeaderName, Headers};
 pub use http_interop::{HeaderConversionError, HeaderConversionErrorReason};
+pub use kafka::ConversionError;
 pub(crate) use kafka::RecordBatcher;
 
 use crate::error::{ErrorKind, Kinded};

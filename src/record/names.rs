@@ -35,13 +35,35 @@ pub const DLQ_ERROR_KIND: &str = "dlq.error.kind";
 /// Dead-letter header: the failure's message.
 pub const DLQ_ERROR_MESSAGE: &str = "dlq.error.message";
 
+/// Dead-letter header: the consumed record's timestamp, in milliseconds.
+pub const DLQ_ORIGINAL_TIMESTAMP: &str = "dlq.original.timestamp";
+/// Dead-letter header: the consumed record's timestamp type, `CreateTime` or
+/// `LogAppendTime`.
+pub const DLQ_ORIGINAL_TIMESTAMP_TYPE: &str = "dlq.original.timestamp.type";
+/// Dead-letter header of a reduced dead letter: why the value was left out
+/// (`too-large`: the dead letter with it exceeded the broker's limit).
+pub const DLQ_VALUE_OMITTED: &str = "dlq.value.omitted";
+/// Dead-letter header of a reduced dead letter: the left-out value's size in bytes.
+pub const DLQ_ORIGINAL_VALUE_SIZE: &str = "dlq.original.value.size";
+/// Dead-letter header of a reduced dead letter: the left-out value's SHA-256, hex.
+pub const DLQ_ORIGINAL_VALUE_SHA256: &str = "dlq.original.value.sha256";
+/// Dead-letter header of a dead letter reduced twice: how many of the
+/// consumed record's headers were left out too.
+pub const DLQ_HEADERS_OMITTED: &str = "dlq.original.headers.omitted";
+
 /// The headers the dead-letter layer adds (and DLQ replay removes).
-pub const DLQ_HEADERS: [&str; 6] = [
+pub const DLQ_HEADERS: [&str; 12] = [
     DLQ_ORIGINAL_TOPIC,
     DLQ_ORIGINAL_PARTITION,
     DLQ_ORIGINAL_OFFSET,
+    DLQ_ORIGINAL_TIMESTAMP,
+    DLQ_ORIGINAL_TIMESTAMP_TYPE,
     DLQ_ERROR_KIND,
     DLQ_ERROR_MESSAGE,
+    DLQ_VALUE_OMITTED,
+    DLQ_ORIGINAL_VALUE_SIZE,
+    DLQ_ORIGINAL_VALUE_SHA256,
+    DLQ_HEADERS_OMITTED,
     STACK_TRACE,
 ];
 

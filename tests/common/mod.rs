@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod broker;
+pub mod raw;
 
 #[allow(unused_imports)]
 pub use broker::{Bootstrap, Kafka, broker_ctl, embedded_only, real_only};

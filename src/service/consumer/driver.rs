@@ -25,13 +25,13 @@ use tower_service::Service;
 use super::config::{ErrorPolicy, Ordering, RuntimeConfig};
 use super::context::{RebalanceEvent, RuntimeContext, assign, unassign};
 use super::error::ConsumerError;
-use super::health::{PartitionHealth, Shared};
+use super::health::{PartitionHealth, Shared, Stalled};
 use super::partition::{Partition, Queued};
 use super::work::{Done, RecordId, Work, poll_record};
 use crate::context::{self, Propagation};
 use crate::error::BoxError;
 use crate::layers::catch_panic::PanicError;
-use crate::record::{Record, RecordBatcher};
+use crate::record::{ConversionError, Record, RecordBatcher};
 
 /// Messages taken from librdkafka in one turn before other work gets a go.
 const MESSAGES_PER_TURN: usize = 256;
@@ -39,6 +39,8 @@ const MESSAGES_PER_TURN: usize = 256;
 const SETTLE_ROUNDS: usize = 1024;
 /// Turns in one `poll` before yielding to the executor.
 const TURNS_PER_POLL: usize = 32;
+/// Failed attempts of one record after which its partition is logged as stalled.
+const STALLED_AFTER: u32 = 3;
 
 struct Revocation {
     tpl: TopicPartitionList,
@@ -85,6 +87,8 @@ pub(crate) struct Driver<S: Service<Record>> {
     /// A commit was due while another was running.
     commit_due: bool,
     revocation: Option<Revocation>,
+    /// A partition's stall changed: publish the partitions' health.
+    stalled_dirty: bool,
     stop: Option<Stop>,
     signal: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
@@ -124,6 +128,7 @@ where
             commit_task: None,
             commit_due: false,
             revocation: None,
+            stalled_dirty: false,
             stop: None,
             signal,
         }
@@ -186,6 +191,9 @@ where
             }
             if self.commit_timer.as_mut().poll(cx).is_ready() {
                 self.commit();
+                self.publish_partitions();
+            }
+            if std::mem::take(&mut self.stalled_dirty) {
                 self.publish_partitions();
             }
             self.publish_counters();
@@ -352,6 +360,7 @@ where
                 offset: queued.offset,
                 lane: queued.lane,
                 attempt: queued.attempt,
+                defect: ConversionError::of(&queued.record).cloned(),
             };
             let retry = matches!(self.config.error_policy, ErrorPolicy::Retry(_))
                 .then(|| queued.record.clone());
@@ -374,7 +383,7 @@ where
             };
             // Most handlers finish on their first poll: settle those at once,
             // and hand only the others to the set of running work.
-            match poll_record(future.as_mut(), cx) {
+            match poll_record(future.as_mut(), cx).map(|outcome| id.outcome(outcome)) {
                 Poll::Ready(Ok(())) => self.on_done(Done::Settled(id)),
                 Poll::Ready(Err(error)) => self.on_done(Done::Failed {
                     id,
@@ -415,6 +424,14 @@ where
                     self.pause_dirty.push(id.slot);
                 }
                 p.release(&id.lane);
+                if p.stalled.as_ref().is_some_and(|s| s.offset == id.offset) {
+                    p.stalled = None;
+                    self.stalled_dirty = true;
+                    tracing::info!(
+                        topic = %p.topic, partition = p.partition, offset = id.offset,
+                        attempts = id.attempt + 1, "stalled record settled"
+                    );
+                }
                 let before = p.window();
                 if let Some(commit) = p.tracker.settle(id.seq) {
                     p.committable = Some(commit);
@@ -441,6 +458,23 @@ where
                     "{}[{}]@{} attempt {}: {}",
                     p.topic, p.partition, id.offset, id.attempt, error
                 ));
+                if p.stalled.as_ref().is_none_or(|s| s.offset >= id.offset) {
+                    let attempts = id.attempt + 1;
+                    if attempts == STALLED_AFTER || (attempts > STALLED_AFTER && attempts % 10 == 0)
+                    {
+                        tracing::error!(
+                            topic = %p.topic, partition = p.partition, offset = id.offset,
+                            attempts, error = %error,
+                            "partition stalled: a record keeps failing and holds its commits back"
+                        );
+                    }
+                    p.stalled = Some(Stalled {
+                        offset: id.offset,
+                        attempts,
+                        reason: error.to_string(),
+                    });
+                    self.stalled_dirty = true;
+                }
                 match (self.config.error_policy, record) {
                     (ErrorPolicy::Retry(backoff), Some(record))
                         if !p.revoking && self.stop.is_none() =>
@@ -872,6 +906,7 @@ where
                 in_flight: p.in_flight,
                 buffered: p.window(),
                 paused: p.paused,
+                stalled: p.stalled.clone(),
             }),
         );
     }

@@ -24,6 +24,21 @@ pub struct PartitionHealth {
     pub buffered: usize,
     /// Whether fetching is paused (backpressure, a retry, or a revocation).
     pub paused: bool,
+    /// A record of this partition that keeps failing: the partition cannot
+    /// commit past it until it settles.
+    pub stalled: Option<Stalled>,
+}
+
+/// A record that has failed and is being tried again, holding its partition's
+/// commits back (see [`PartitionHealth::stalled`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stalled {
+    /// The record's offset.
+    pub offset: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last failure.
+    pub reason: String,
 }
 
 /// A snapshot of the consumer's health.

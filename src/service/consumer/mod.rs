@@ -135,7 +135,7 @@ use tower_service::Service;
 
 pub use config::{Backoff, ErrorPolicy, Ordering};
 pub use error::ConsumerError;
-pub use health::{ConsumerHandle, Health, PartitionHealth};
+pub use health::{ConsumerHandle, Health, PartitionHealth, Stalled};
 
 use self::config::RuntimeConfig;
 use self::context::RuntimeContext;

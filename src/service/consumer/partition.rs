@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::health::Stalled;
 use super::tracker::OffsetTracker;
 use crate::record::Record;
 
@@ -50,6 +51,8 @@ pub(crate) struct Partition {
     pub(crate) requested: Option<i64>,
     /// The offset the group has committed, as last confirmed.
     pub(crate) committed: Option<i64>,
+    /// The lowest record that keeps failing, if any.
+    pub(crate) stalled: Option<Stalled>,
 }
 
 impl Partition {
@@ -79,6 +82,7 @@ impl Partition {
             committable: None,
             requested: None,
             committed: None,
+            stalled: None,
         }
     }
 

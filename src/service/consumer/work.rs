@@ -14,7 +14,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use crate::context::Scoped;
 use crate::error::BoxError;
 use crate::layers::catch_panic::PanicError;
-use crate::record::Record;
+use crate::record::{ConversionError, Record};
 
 /// Which record a piece of work belongs to.
 #[derive(Debug)]
@@ -30,6 +30,20 @@ pub(crate) struct RecordId {
     pub(crate) lane: Option<Bytes>,
     /// 0 for the first attempt.
     pub(crate) attempt: u32,
+    /// The record could not be converted faithfully: it is settled only once
+    /// a dead-letter layer took it.
+    pub(crate) defect: Option<ConversionError>,
+}
+
+impl RecordId {
+    /// The service's outcome, unless the record is a poison record the
+    /// service returned `Ok` for without dead-lettering it.
+    pub(crate) fn outcome(&self, outcome: Result<(), BoxError>) -> Result<(), BoxError> {
+        match (&self.defect, outcome) {
+            (Some(defect), Ok(())) if !defect.is_dead_lettered() => Err(Box::new(defect.clone())),
+            (_, outcome) => outcome,
+        }
+    }
 }
 
 pub(crate) enum Done {
@@ -109,7 +123,7 @@ where
                     }
                 };
                 let id = id.take().expect("work polled after completion");
-                Poll::Ready(match outcome {
+                Poll::Ready(match id.outcome(outcome) {
                     Ok(()) => Done::Settled(id),
                     Err(error) => Done::Failed {
                         id,

@@ -33,6 +33,11 @@ pub enum ProduceErrorKind {
     Closed,
     /// `call` was used without a successful `poll_ready`, and no room was left.
     NotReady,
+    /// The broker or cluster lacks a feature the client needs (transactions,
+    /// idempotence, a protocol version): a configuration error, not transient.
+    Unsupported,
+    /// The broker refused the record as malformed or corrupt.
+    InvalidRecord,
     /// Any other broker or client error; see [`ProduceError::code`].
     Other,
 }
@@ -59,6 +64,8 @@ impl ProduceErrorKind {
             ProduceErrorKind::Fatal => "fatal producer error",
             ProduceErrorKind::Closed => "producer closed",
             ProduceErrorKind::NotReady => "producer not ready (call without poll_ready)",
+            ProduceErrorKind::Unsupported => "feature not supported by the cluster",
+            ProduceErrorKind::InvalidRecord => "record refused as invalid",
             ProduceErrorKind::Other => "produce failed",
         }
     }
@@ -79,12 +86,22 @@ impl ProduceErrorKind {
                 ProduceErrorKind::Transport
             }
             C::Fatal => ProduceErrorKind::Fatal,
+            C::UnsupportedFeature
+            | C::UnsupportedVersion
+            | C::UnsupportedForMessageFormat
+            | C::UnsupportedCompressionType => ProduceErrorKind::Unsupported,
+            C::InvalidRecord | C::InvalidMessage | C::BadMessage => ProduceErrorKind::InvalidRecord,
             _ => ProduceErrorKind::Other,
         }
     }
 }
 
-/// A record that could not be produced: kind [`ErrorKind::Produce`].
+/// A record that could not be produced.
+///
+/// Its [`ErrorKind`] says what to do with the record: [`ErrorKind::Rejected`]
+/// when the record itself is refused for good (too large, no such partition,
+/// invalid), [`ErrorKind::Config`] when the cluster lacks a feature the
+/// producer needs, else [`ErrorKind::Produce`] (an outage: try again later).
 ///
 /// ```
 /// use light_kafka::service::producer::{ProduceError, ProduceErrorKind};
@@ -160,7 +177,13 @@ impl std::error::Error for ProduceError {}
 
 impl Kinded for ProduceError {
     fn kind(&self) -> ErrorKind {
-        ErrorKind::Produce
+        match self.kind {
+            ProduceErrorKind::MessageTooLarge
+            | ProduceErrorKind::UnknownPartition
+            | ProduceErrorKind::InvalidRecord => ErrorKind::Rejected,
+            ProduceErrorKind::Unsupported => ErrorKind::Config,
+            _ => ErrorKind::Produce,
+        }
     }
 }
 
@@ -198,7 +221,15 @@ mod tests {
                 RDKafkaErrorCode::BrokerTransportFailure,
                 ProduceErrorKind::Transport,
             ),
-            (RDKafkaErrorCode::InvalidRecord, ProduceErrorKind::Other),
+            (
+                RDKafkaErrorCode::InvalidRecord,
+                ProduceErrorKind::InvalidRecord,
+            ),
+            (
+                RDKafkaErrorCode::UnsupportedFeature,
+                ProduceErrorKind::Unsupported,
+            ),
+            (RDKafkaErrorCode::NotEnoughReplicas, ProduceErrorKind::Other),
         ];
         for (code, kind) in cases {
             let err = ProduceError::from_kafka(&KafkaError::MessageProduction(code), None);
@@ -207,5 +238,29 @@ mod tests {
         }
         assert!(ProduceErrorKind::Timeout.is_retriable());
         assert!(!ProduceErrorKind::Fenced.is_retriable());
+    }
+
+    #[test]
+    fn permanent_produce_errors_are_not_transient() {
+        let kind = |code| {
+            Kinded::kind(&ProduceError::from_kafka(
+                &KafkaError::MessageProduction(code),
+                None,
+            ))
+        };
+        assert_eq!(
+            kind(RDKafkaErrorCode::MessageSizeTooLarge),
+            ErrorKind::Rejected
+        );
+        assert_eq!(kind(RDKafkaErrorCode::InvalidRecord), ErrorKind::Rejected);
+        assert_eq!(
+            kind(RDKafkaErrorCode::UnsupportedFeature),
+            ErrorKind::Config
+        );
+        assert_eq!(kind(RDKafkaErrorCode::MessageTimedOut), ErrorKind::Produce);
+        for permanent in [ErrorKind::Rejected, ErrorKind::Config] {
+            assert!(!permanent.is_transient(), "{permanent}");
+        }
+        assert!(ErrorKind::Rejected.is_poison());
     }
 }
