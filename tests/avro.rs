@@ -336,3 +336,35 @@ async fn undecodable_and_unfit_values_are_typed_errors() {
         ErrorKind::Invalid
     );
 }
+
+/// A schema registry that accepts connections and never answers fails the
+/// lookup within the configured timeout, as a transient failure.
+#[tokio::test]
+async fn an_unresponsive_registry_times_out_as_a_transient_failure() {
+    use light_kafka::layers::http_client::Timeouts;
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let accepting = {
+        let held = held.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = silent.accept().await.unwrap();
+                held.lock().unwrap().push(socket);
+            }
+        })
+    };
+    let registry = SchemaRegistry::with_timeouts(
+        url,
+        Timeouts::new(Duration::from_millis(200), Duration::from_millis(500)),
+    );
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), registry.schema(1))
+        .await
+        .expect("the lookup must time out, not hang")
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(classify(&err), ErrorKind::Transient, "{err}");
+    accepting.abort();
+}

@@ -474,3 +474,233 @@ async fn the_token_never_shows_in_errors_logs_or_debug_output() {
         }
     }
 }
+
+/// Claims the review found accepted: with issuers and audiences
+/// configured, a token without `iss` or `aud`, or with `null`, is rejected.
+#[tokio::test]
+async fn a_token_without_iss_or_aud_is_rejected_when_they_are_required() {
+    let mut svc = chain(layer().build());
+    for (what, token_claims) in [
+        ("no iss", {
+            let mut c = claims(json!({}));
+            c.as_object_mut().unwrap().remove("iss");
+            c
+        }),
+        ("null iss", claims(json!({ "iss": null }))),
+        ("no aud", {
+            let mut c = claims(json!({}));
+            c.as_object_mut().unwrap().remove("aud");
+            c
+        }),
+        ("null aud", claims(json!({ "aud": null }))),
+        (
+            "aud of another service",
+            claims(json!({ "aud": ["billing", "mail"] })),
+        ),
+        ("iss not a string", claims(json!({ "iss": 7 }))),
+    ] {
+        let token = mint(Some("key-a"), KEY_A, &token_claims);
+        let err = rejection(&mut svc, record("orders", &token)).await;
+        assert_eq!(err.kind(), JwtErrorKind::Invalid, "{what}");
+        assert_eq!(err.code(), "ERR10000", "{what}");
+    }
+    // An array audience naming this service passes.
+    let token = mint(
+        Some("key-a"),
+        KEY_A,
+        &claims(json!({ "aud": ["billing", "kafka"] })),
+    );
+    testkit::call(&mut svc, record("orders", &token))
+        .await
+        .unwrap();
+}
+
+/// Two `authorization` headers are two identities: ambiguous, rejected
+/// (not last-wins), even when both tokens are valid.
+#[tokio::test]
+async fn more_than_one_authorization_header_is_rejected() {
+    let mut svc = chain(layer().build());
+    let good = mint(Some("key-a"), KEY_A, &claims(json!({})));
+    let other = mint(Some("key-a"), KEY_A, &claims(json!({ "sub": "mallory" })));
+    let record = testkit::record("orders")
+        .header(names::AUTHORIZATION, format!("Bearer {good}"))
+        .header("Authorization", format!("Bearer {other}"))
+        .build();
+    let err = rejection(&mut svc, record).await;
+    assert_eq!(err.kind(), JwtErrorKind::Invalid);
+    assert!(err.detail().contains("more than one"), "{err}");
+}
+
+/// Scopes: a second `.scopes()` for a topic adds to the first; an option
+/// rejects topics without a rule.
+#[tokio::test]
+async fn scope_rules_add_up_and_unscoped_topics_can_be_rejected() {
+    let admin = mint(
+        Some("key-a"),
+        KEY_A,
+        &claims(json!({ "scope": "order.admin" })),
+    );
+    let mut svc = chain(
+        layer()
+            .scopes("orders", ["order.w"])
+            .scopes("orders", ["order.admin"])
+            .build(),
+    );
+    testkit::call(&mut svc, record("orders", &admin))
+        .await
+        .expect("the second rule for the topic adds, never replaces");
+    let writer = mint(Some("key-a"), KEY_A, &claims(json!({})));
+    testkit::call(&mut svc, record("orders", &writer))
+        .await
+        .expect("the first rule still holds");
+    testkit::call(&mut svc, record("audit", &writer))
+        .await
+        .expect("by default a topic without a rule admits any verified token");
+
+    let mut strict = chain(
+        layer()
+            .scopes("orders", ["order.w"])
+            .reject_unscoped_topics()
+            .build(),
+    );
+    testkit::call(&mut strict, record("orders", &writer))
+        .await
+        .unwrap();
+    let err = rejection(&mut strict, record("audit", &writer)).await;
+    assert_eq!(err.kind(), JwtErrorKind::ScopeMismatch);
+    assert!(err.detail().contains("no scope rule"), "{err}");
+}
+
+/// RFC 7519 NumericDates need not be integers.
+#[tokio::test]
+async fn fractional_numeric_dates_are_accepted() {
+    let mut svc = chain(layer().clock_skew(Duration::ZERO).build());
+    let now = now() as f64;
+    let token = mint(
+        Some("key-a"),
+        KEY_A,
+        &claims(json!({ "exp": now + 600.5, "nbf": now - 10.25, "iat": now - 10.75 })),
+    );
+    let (claims_seen, _) = testkit::call(&mut svc, record("orders", &token))
+        .await
+        .unwrap();
+    assert_eq!(claims_seen.expires_at(), Some((now + 600.5) as u64));
+    // A fractional exp in the past is still expired, and a non-number is invalid.
+    let expired = mint(Some("key-a"), KEY_A, &claims(json!({ "exp": now - 5.5 })));
+    assert_eq!(
+        rejection(&mut svc, record("orders", &expired)).await.kind(),
+        JwtErrorKind::Expired
+    );
+    let garbled = mint(Some("key-a"), KEY_A, &claims(json!({ "iat": "yesterday" })));
+    assert_eq!(
+        rejection(&mut svc, record("orders", &garbled)).await.kind(),
+        JwtErrorKind::Invalid
+    );
+    let future = mint(Some("key-a"), KEY_A, &claims(json!({ "nbf": now + 120.5 })));
+    assert_eq!(
+        rejection(&mut svc, record("orders", &future)).await.kind(),
+        JwtErrorKind::Invalid
+    );
+}
+
+/// The tolerance after `exp` is the clock skew plus the grace period, and
+/// the error says so.
+#[tokio::test]
+async fn the_tolerance_after_exp_is_skew_plus_grace_and_the_error_says_so() {
+    let mut svc = chain(
+        layer()
+            .clock_skew(Duration::from_secs(60))
+            .grace_period(Duration::from_secs(600))
+            .build(),
+    );
+    let within = mint(Some("key-a"), KEY_A, &claims(json!({ "exp": now() - 650 })));
+    testkit::call(&mut svc, record("orders", &within))
+        .await
+        .expect("650 s after exp is within 60 s + 600 s");
+    let beyond = mint(Some("key-a"), KEY_A, &claims(json!({ "exp": now() - 700 })));
+    let err = rejection(&mut svc, record("orders", &beyond)).await;
+    assert_eq!(err.kind(), JwtErrorKind::Expired);
+    assert!(
+        err.detail()
+            .contains("accepted until exp + 60 s clock skew + 600 s grace period"),
+        "{err}"
+    );
+}
+
+/// Untrusted values echoed into errors are cut to a bounded length.
+#[tokio::test]
+async fn an_unknown_kid_is_echoed_cut_short() {
+    let mut svc = chain(layer().build());
+    let kid = "k".repeat(10_000);
+    let token = mint(Some(&kid), KEY_A, &claims(json!({})));
+    let err = rejection(&mut svc, record("orders", &token)).await;
+    assert_eq!(err.kind(), JwtErrorKind::UnknownKey);
+    assert!(
+        err.to_string().len() < 200,
+        "{} bytes",
+        err.to_string().len()
+    );
+    assert!(err.detail().contains("10000 bytes"), "{err}");
+}
+
+/// A JWKS endpoint that accepts connections and never answers fails the
+/// record within the configured timeout, as a transient failure (an outage,
+/// not an unauthorized record); so does one that refuses connections.
+#[tokio::test]
+async fn an_unresponsive_or_refusing_key_server_is_a_transient_failure() {
+    use light_kafka::layers::http_client::Timeouts;
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/jwks", silent.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let accepting = {
+        let held = held.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = silent.accept().await.unwrap();
+                held.lock().unwrap().push(socket); // never answered
+            }
+        })
+    };
+    let refusing = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{address}/jwks")
+    };
+    let token = mint(Some("key-a"), KEY_A, &claims(json!({})));
+    for url in [silent_url, refusing] {
+        let mut svc = chain(
+            JwtVerifyLayer::builder(KeySource::Jwks {
+                url: url.clone(),
+                refresh_interval: Duration::from_secs(60),
+            })
+            .jwks_timeouts(Timeouts::new(
+                Duration::from_millis(200),
+                Duration::from_millis(500),
+            ))
+            .build(),
+        );
+        let started = std::time::Instant::now();
+        let err = tokio::time::timeout(
+            Duration::from_secs(5),
+            testkit::call(&mut svc, record("orders", &token)),
+        )
+        .await
+        .expect("the fetch must time out, not hang")
+        .err()
+        .expect("rejected");
+        assert!(started.elapsed() < Duration::from_secs(3), "{url}");
+        assert_eq!(classify(err.as_ref()), ErrorKind::Transient, "{url}: {err}");
+        let jwt = err.downcast_ref::<JwtError>().unwrap();
+        assert_eq!(jwt.kind(), JwtErrorKind::KeysUnavailable);
+        // Within the refresh interval the next record fails the same way,
+        // as an outage, not as an unknown key.
+        let again = testkit::call(&mut svc, record("orders", &token))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(classify(again.as_ref()), ErrorKind::Transient, "{url}");
+    }
+    accepting.abort();
+}

@@ -8,6 +8,7 @@ use apache_avro::Schema;
 use serde::Deserialize;
 
 use super::error::{AvroError, AvroErrorKind};
+use crate::layers::http_client::Timeouts;
 
 /// Which version of a subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,7 +30,7 @@ pub enum SchemaVersion {
 /// `POST /subjects/{subject}/versions`. Schema references are not supported.
 pub struct SchemaRegistry {
     base: String,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
     by_id: RwLock<HashMap<u32, Arc<Schema>>>,
     by_version: RwLock<HashMap<(String, u32), Registered>>,
 }
@@ -65,14 +66,40 @@ fn parse(text: &str) -> Result<Arc<Schema>, AvroError> {
 }
 
 impl SchemaRegistry {
-    /// A client for the registry at `url` (e.g. `http://registry:8081`).
+    /// A client for the registry at `url` (e.g. `http://registry:8081`),
+    /// with the default [`Timeouts`] (2 s to connect, 5 s per request).
     pub fn new(url: impl Into<String>) -> Self {
+        SchemaRegistry::with_timeouts(url, Timeouts::default())
+    }
+
+    /// A client for the registry at `url` with `timeouts` on every request.
+    /// A request that times out fails with kind [`AvroErrorKind::Registry`]
+    /// (transient: the record is tried again later, not dead-lettered).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use light_kafka::layers::avro::SchemaRegistry;
+    /// use light_kafka::layers::http_client::Timeouts;
+    ///
+    /// let registry = SchemaRegistry::with_timeouts(
+    ///     "http://registry:8081",
+    ///     Timeouts::new(Duration::from_millis(500), Duration::from_secs(2)),
+    /// );
+    /// # let _ = registry;
+    /// ```
+    pub fn with_timeouts(url: impl Into<String>, timeouts: Timeouts) -> Self {
         SchemaRegistry {
             base: url.into().trim_end_matches('/').to_owned(),
-            client: reqwest::Client::new(),
+            client: timeouts.client(),
             by_id: RwLock::new(HashMap::new()),
             by_version: RwLock::new(HashMap::new()),
         }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, AvroError> {
+        self.client
+            .as_ref()
+            .map_err(|e| AvroError::new(AvroErrorKind::Registry, e.clone()))
     }
 
     /// The schema with `id`, if it is cached.
@@ -98,7 +125,7 @@ impl SchemaRegistry {
         what: &str,
     ) -> Result<T, AvroError> {
         let response = self
-            .client
+            .client()?
             .get(format!("{}{path}", self.base))
             .header("accept", "application/vnd.schemaregistry.v1+json")
             .send()
@@ -214,7 +241,7 @@ impl SchemaRegistry {
         let what = format!("registering a schema under {subject}");
         let body = serde_json::json!({ "schema": schema.canonical_form() });
         let response = self
-            .client
+            .client()?
             .post(format!("{}/subjects/{subject}/versions", self.base))
             .header("content-type", "application/vnd.schemaregistry.v1+json")
             .body(body.to_string())

@@ -39,9 +39,12 @@ impl Claims {
         self.str("sub")
     }
 
-    /// `exp`, seconds since the epoch.
+    /// `exp`, whole seconds since the epoch (a fractional NumericDate is
+    /// rounded down).
     pub fn expires_at(&self) -> Option<u64> {
-        self.inner.get("exp").and_then(Value::as_u64)
+        let exp = self.inner.get("exp")?;
+        exp.as_u64()
+            .or_else(|| exp.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
     }
 
     /// `client_id`, or Okta-style `cid`.

@@ -17,6 +17,11 @@ pub enum JwtErrorKind {
     ScopeMismatch,
     /// Signed with a key id the key set does not hold (light-4j `ERR10000`).
     UnknownKey,
+    /// The JWKS endpoint could not be reached, timed out or answered with an
+    /// error, so the token could not be checked: kind
+    /// [`ErrorKind::Transient`] (an outage, not a bad token; light-4j has no
+    /// code of its own for it, `ERR10000` is used).
+    KeysUnavailable,
 }
 
 impl JwtErrorKind {
@@ -24,7 +29,9 @@ impl JwtErrorKind {
     pub const fn code(self) -> &'static str {
         match self {
             JwtErrorKind::Missing => "ERR10002",
-            JwtErrorKind::Invalid | JwtErrorKind::UnknownKey => "ERR10000",
+            JwtErrorKind::Invalid | JwtErrorKind::UnknownKey | JwtErrorKind::KeysUnavailable => {
+                "ERR10000"
+            }
             JwtErrorKind::Expired => "ERR10001",
             JwtErrorKind::ScopeMismatch => "ERR10005",
         }
@@ -32,7 +39,8 @@ impl JwtErrorKind {
 }
 
 /// A rejected token: kind [`ErrorKind::Unauthorized`], or
-/// [`ErrorKind::Forbidden`] for a scope mismatch.
+/// [`ErrorKind::Forbidden`] for a scope mismatch, or [`ErrorKind::Transient`]
+/// when the keys to check it could not be fetched.
 ///
 /// Neither `Display` nor `Debug` ever includes the token.
 ///
@@ -82,6 +90,7 @@ impl fmt::Display for JwtError {
             JwtErrorKind::Expired => "token expired",
             JwtErrorKind::ScopeMismatch => "token scope mismatch",
             JwtErrorKind::UnknownKey => "unknown signing key",
+            JwtErrorKind::KeysUnavailable => "verification keys unavailable",
         };
         write!(f, "{} {what}: {}", self.code(), self.detail)
     }
@@ -93,6 +102,7 @@ impl Kinded for JwtError {
     fn kind(&self) -> ErrorKind {
         match self.kind {
             JwtErrorKind::ScopeMismatch => ErrorKind::Forbidden,
+            JwtErrorKind::KeysUnavailable => ErrorKind::Transient,
             _ => ErrorKind::Unauthorized,
         }
     }

@@ -6,6 +6,7 @@ use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::JwkSet;
 
 use super::error::{JwtError, JwtErrorKind, KeyError};
+use crate::layers::http_client::Timeouts;
 
 /// Verification keys, each with an optional key id (`kid`).
 ///
@@ -125,20 +126,23 @@ impl fmt::Debug for KeySet {
 /// names a key id the cache lacks (at most once per refresh interval).
 pub(crate) struct RemoteKeys {
     url: String,
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
     keys: RwLock<KeySet>,
     last_fetch: Mutex<Option<Instant>>,
+    /// Why the last fetch failed, until one succeeds.
+    last_failure: Mutex<Option<String>>,
     min_interval: Duration,
     fetching: tokio::sync::Mutex<()>,
 }
 
 impl RemoteKeys {
-    pub(crate) fn new(url: String, min_interval: Duration) -> Self {
+    pub(crate) fn new(url: String, min_interval: Duration, timeouts: Timeouts) -> Self {
         RemoteKeys {
             url,
-            client: reqwest::Client::new(),
+            client: timeouts.client(),
             keys: RwLock::new(KeySet::new()),
             last_fetch: Mutex::new(None),
+            last_failure: Mutex::new(None),
             min_interval,
             fetching: tokio::sync::Mutex::new(()),
         }
@@ -159,21 +163,40 @@ impl RemoteKeys {
             .is_none_or(|at| at.elapsed() >= self.min_interval)
     }
 
+    /// Why the last fetch failed, if it did (and none succeeded since).
+    pub(crate) fn unavailable(&self) -> Option<JwtError> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|why| JwtError::new(JwtErrorKind::KeysUnavailable, why.clone()))
+    }
+
     /// Fetches the key set again unless the interval forbids it.
     pub(crate) async fn refresh(&self) -> Result<(), JwtError> {
         let _one_at_a_time = self.fetching.lock().await;
         if !self.may_fetch() {
-            return Ok(());
+            return self.unavailable().map_or(Ok(()), Err);
         }
         *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let outcome = self.fetch().await;
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+            outcome.as_ref().err().map(|e| e.detail().to_owned());
+        if let Err(error) = &outcome {
+            tracing::warn!(url = %self.url, %error, "JWKS fetch failed");
+        }
+        outcome
+    }
+
+    async fn fetch(&self) -> Result<(), JwtError> {
         let unavailable = |what: String| {
             JwtError::new(
-                JwtErrorKind::UnknownKey,
-                format!("cannot refresh the JWKS: {what}"),
+                JwtErrorKind::KeysUnavailable,
+                format!("cannot fetch the JWKS: {what}"),
             )
         };
-        let response = self
-            .client
+        let client = self.client.as_ref().map_err(|e| unavailable(e.clone()))?;
+        let response = client
             .get(&self.url)
             .send()
             .await

@@ -9,12 +9,25 @@
 //! - **Algorithms**: an allowlist (default RS256). `none` is never accepted,
 //!   and a key only verifies algorithms of its own family, so an HS256 token
 //!   "signed" with an RSA public key is rejected.
-//! - **Claims**: issuer and audience when configured; `nbf` and `exp` with a
-//!   clock skew, plus a grace period on `exp` (light-kafka: "give the JWT token
-//!   more grace period or even avoid validation on the expiration"), or no
-//!   expiry check at all.
+//! - **Claims**: when issuers (audiences) are configured, a token must carry
+//!   an `iss` (`aud`) that is one of them: a token without one, or with
+//!   `null`, is rejected, which is what stops a token minted for another
+//!   service from being replayed here. `exp`, `nbf` and `iat` are NumericDates
+//!   (integers or not, as RFC 7519 allows). A token is accepted from
+//!   `nbf - clock_skew` until `exp + clock_skew + grace_period` (the skew and
+//!   the grace period add up; light-kafka: "give the JWT token more grace
+//!   period or even avoid validation on the expiration"), or without any
+//!   expiry check.
+//! - **One identity per record**: a record with more than one `authorization`
+//!   header is rejected as ambiguous.
 //! - **Scopes** per topic: a record of a topic with required scopes passes when
-//!   its token holds at least one of them (light-4j's rule).
+//!   its token holds at least one of them (light-4j's rule); optionally,
+//!   records of topics without a rule are rejected.
+//! - **Key server outages**: a JWKS endpoint that cannot be reached, times out
+//!   (connect and total timeouts, [`JwtVerifyBuilder::jwks_timeouts`]) or
+//!   answers with an error fails the record with kind `Transient`
+//!   ([`JwtErrorKind::KeysUnavailable`]), not `Unauthorized`: the record is
+//!   tried again later, never dead-lettered for an outage.
 //! - **Cache**: verified tokens are cached (bounded, keyed by a hash of the
 //!   token, until they expire), so a token reused across many records costs one
 //!   lookup.
@@ -89,6 +102,7 @@ use self::claims::Identity;
 use self::keys::RemoteKeys;
 use crate::context::RecordContext;
 use crate::error::BoxError;
+use crate::layers::http_client::Timeouts;
 use crate::record::{Record, names};
 
 /// Where verification keys come from.
@@ -123,7 +137,24 @@ pub struct JwtVerifyBuilder {
     grace_period: Duration,
     check_expiry: bool,
     scopes: HashMap<String, Vec<String>>,
+    reject_unscoped: bool,
     cache_capacity: usize,
+    jwks_timeouts: Timeouts,
+}
+
+/// Most bytes of an untrusted value (a key id) echoed in an error.
+const ECHO_LIMIT: usize = 64;
+
+/// `value` for an error message: debug-quoted and cut to a bounded length.
+fn echo(value: &str) -> String {
+    if value.len() <= ECHO_LIMIT {
+        return format!("{value:?}");
+    }
+    let mut end = ECHO_LIMIT;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &value[..end], value.len())
 }
 
 impl JwtVerifyBuilder {
@@ -133,27 +164,43 @@ impl JwtVerifyBuilder {
         self
     }
 
-    /// Accept only tokens from these issuers (`iss`).
+    /// Accept only tokens from these issuers: `iss` must be present and one
+    /// of them.
     pub fn issuer<I: IntoIterator<Item = T>, T: Into<String>>(mut self, issuers: I) -> Self {
         self.issuers = issuers.into_iter().map(Into::into).collect();
         self
     }
 
-    /// Accept only tokens for one of these audiences (`aud`).
+    /// Accept only tokens for one of these audiences: `aud` (a string or an
+    /// array of strings) must be present and name one of them.
     pub fn audience<I: IntoIterator<Item = T>, T: Into<String>>(mut self, audiences: I) -> Self {
         self.audiences = audiences.into_iter().map(Into::into).collect();
         self
     }
 
     /// Tolerance for clock differences on `exp` and `nbf`. Default: 60 s.
+    ///
+    /// A token is accepted from `nbf - skew`, and until
+    /// `exp + skew + grace_period`: with both set, the tolerance after `exp`
+    /// is their sum (60 s of skew and a 10 min grace period accept a token
+    /// until 11 min after its `exp`). The expiry error says which tolerance
+    /// applied.
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew;
         self
     }
 
-    /// Extra time a token stays acceptable after `exp`. Default: none.
+    /// Extra time a token stays acceptable after `exp`, on top of the clock
+    /// skew (see [`JwtVerifyBuilder::clock_skew`]). Default: none.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace_period = grace;
+        self
+    }
+
+    /// Connect and total timeouts of the JWKS fetch. Default: 2 s and 5 s.
+    /// A fetch that times out fails the record with kind `Transient`.
+    pub fn jwks_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.jwks_timeouts = timeouts;
         self
     }
 
@@ -164,13 +211,38 @@ impl JwtVerifyBuilder {
     }
 
     /// Records of `topic` need a token holding at least one of `scopes`.
+    /// Called again for the same topic, the scopes add up (any of them passes).
+    ///
+    /// ```
+    /// use light_kafka::layers::jwt::{JwtVerifyLayer, KeySet};
+    ///
+    /// let layer = JwtVerifyLayer::builder(KeySet::new())
+    ///     .scopes("orders", ["order.w"])
+    ///     .scopes("orders", ["order.admin"]) // order.w or order.admin
+    ///     .reject_unscoped_topics()
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
     pub fn scopes<I: IntoIterator<Item = T>, T: Into<String>>(
         mut self,
         topic: impl Into<String>,
         scopes: I,
     ) -> Self {
-        self.scopes
-            .insert(topic.into(), scopes.into_iter().map(Into::into).collect());
+        let rule = self.scopes.entry(topic.into()).or_default();
+        for scope in scopes {
+            let scope = scope.into();
+            if !rule.contains(&scope) {
+                rule.push(scope);
+            }
+        }
+        self
+    }
+
+    /// Rejects (as a scope mismatch, `ERR10005`) records of topics that have
+    /// no [`scopes`](JwtVerifyBuilder::scopes) rule, instead of admitting any
+    /// verified token: nothing passes by omission.
+    pub fn reject_unscoped_topics(mut self) -> Self {
+        self.reject_unscoped = true;
         self
     }
 
@@ -187,30 +259,19 @@ impl JwtVerifyBuilder {
             KeySource::Jwks {
                 url,
                 refresh_interval,
-            } => Keys::Remote(RemoteKeys::new(url, refresh_interval)),
+            } => Keys::Remote(RemoteKeys::new(url, refresh_interval, self.jwks_timeouts)),
         };
+        // jsonwebtoken checks the signature and the algorithm; every claim
+        // is checked in `Verifier::verify`, the same way for every algorithm.
         let validations = self
             .algorithms
             .iter()
             .map(|&algorithm| {
                 let mut v = Validation::new(algorithm);
-                v.leeway = self.clock_skew.as_secs();
-                // Expiry is checked here, with the grace period.
                 v.validate_exp = false;
-                v.validate_nbf = true;
-                if self.check_expiry {
-                    v.set_required_spec_claims(&["exp"]);
-                } else {
-                    v.required_spec_claims.clear();
-                }
-                if !self.issuers.is_empty() {
-                    v.set_issuer(&self.issuers);
-                }
-                if self.audiences.is_empty() {
-                    v.validate_aud = false;
-                } else {
-                    v.set_audience(&self.audiences);
-                }
+                v.validate_nbf = false;
+                v.validate_aud = false;
+                v.required_spec_claims.clear();
                 (algorithm, v)
             })
             .collect();
@@ -218,9 +279,13 @@ impl JwtVerifyBuilder {
             verifier: Arc::new(Verifier {
                 keys,
                 validations,
-                expiry_tolerance: (self.clock_skew + self.grace_period).as_secs(),
+                issuers: self.issuers,
+                audiences: self.audiences,
+                clock_skew: self.clock_skew.as_secs_f64(),
+                grace_period: self.grace_period.as_secs_f64(),
                 check_expiry: self.check_expiry,
                 scopes: self.scopes,
+                reject_unscoped: self.reject_unscoped,
                 cache: ClaimsCache::new(self.cache_capacity),
             }),
         }
@@ -235,10 +300,27 @@ enum Keys {
 struct Verifier {
     keys: Keys,
     validations: HashMap<Algorithm, Validation>,
-    expiry_tolerance: u64,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    clock_skew: f64,
+    grace_period: f64,
     check_expiry: bool,
     scopes: HashMap<String, Vec<String>>,
+    reject_unscoped: bool,
     cache: ClaimsCache,
+}
+
+/// A NumericDate claim (RFC 7519: seconds since the epoch, integer or not):
+/// `Ok(None)` when absent, an error when present but not a number.
+fn numeric_date(claims: &Claims, name: &str) -> Result<Option<f64>, JwtError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .map(Some)
+            .ok_or_else(|| invalid(&format!("{name} is not a NumericDate"))),
+    }
 }
 
 enum Check {
@@ -255,6 +337,16 @@ fn invalid(detail: &str) -> JwtError {
 impl Verifier {
     /// Extracts the bearer token of a record.
     fn token(record: &Record) -> Result<&str, JwtError> {
+        if record
+            .headers()
+            .get_all(names::AUTHORIZATION)
+            .nth(1)
+            .is_some()
+        {
+            return Err(invalid(
+                "more than one authorization header (ambiguous identity)",
+            ));
+        }
         let value = record
             .header(names::AUTHORIZATION)
             .ok_or_else(|| JwtError::new(JwtErrorKind::Missing, "no authorization header"))?;
@@ -290,11 +382,16 @@ impl Verifier {
             Keys::Remote(remote) => remote.find(header.kid.as_deref()),
         };
         let Some(key) = key else {
-            if may_fetch && matches!(&self.keys, Keys::Remote(remote) if remote.may_fetch()) {
-                return Check::NeedsKeys;
+            if let Keys::Remote(remote) = &self.keys {
+                if may_fetch && remote.may_fetch() {
+                    return Check::NeedsKeys;
+                }
+                if let Some(outage) = remote.unavailable() {
+                    return Check::Rejected(outage);
+                }
             }
             let detail = match header.kid {
-                Some(kid) => format!("no key with id {kid:?}"),
+                Some(kid) => format!("no key with id {}", echo(&kid)),
                 None => "the token names no key id and there is no default key".to_owned(),
             };
             return Check::Rejected(JwtError::new(JwtErrorKind::UnknownKey, detail));
@@ -322,31 +419,65 @@ impl Verifier {
             invalid(match e.kind() {
                 E::InvalidSignature => "bad signature",
                 E::InvalidAlgorithm | E::MissingAlgorithm => "algorithm does not match the key",
-                E::InvalidIssuer => "issuer not accepted",
-                E::InvalidAudience => "audience not accepted",
-                E::ImmatureSignature => "not valid yet",
-                E::MissingRequiredClaim(_) => "a required claim is missing",
-                E::InvalidClaimFormat(_) => "a claim has the wrong format",
                 _ => "malformed token",
             })
         })?;
         let claims = data.claims;
+        let now = now as f64;
+        let exp = numeric_date(&claims, "exp")?;
+        let nbf = numeric_date(&claims, "nbf")?;
+        numeric_date(&claims, "iat")?;
+        if let Some(nbf) = nbf
+            && now + self.clock_skew < nbf
+        {
+            return Err(invalid("not valid yet"));
+        }
+        if !self.issuers.is_empty() {
+            let accepted = claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .is_some_and(|iss| self.issuers.iter().any(|i| i == iss));
+            if !accepted {
+                return Err(invalid(if claims.issuer().is_none() {
+                    "no issuer (iss), and issuers are required"
+                } else {
+                    "issuer not accepted"
+                }));
+            }
+        }
+        if !self.audiences.is_empty() {
+            let accepts = |aud: &str| self.audiences.iter().any(|a| a == aud);
+            let accepted = match claims.get("aud") {
+                Some(serde_json::Value::String(aud)) => accepts(aud),
+                Some(serde_json::Value::Array(auds)) => {
+                    auds.iter().filter_map(|a| a.as_str()).any(accepts)
+                }
+                _ => false,
+            };
+            if !accepted {
+                return Err(invalid(match claims.get("aud") {
+                    None | Some(serde_json::Value::Null) => {
+                        "no audience (aud), and audiences are required"
+                    }
+                    _ => "audience not accepted",
+                }));
+            }
+        }
         let valid_until = if self.check_expiry {
-            let exp = claims
-                .expires_at()
-                .ok_or_else(|| invalid("exp is not a number"))?;
-            let until = exp.saturating_add(self.expiry_tolerance);
+            let exp = exp.ok_or_else(|| invalid("a required claim is missing: exp"))?;
+            let until = exp + self.clock_skew + self.grace_period;
             if now > until {
                 return Err(JwtError::new(
                     JwtErrorKind::Expired,
                     format!(
-                        "expired {} s ago (tolerance {} s)",
+                        "expired {:.0} s ago (accepted until exp + {} s clock skew + {} s grace period)",
                         now - exp,
-                        self.expiry_tolerance
+                        self.clock_skew,
+                        self.grace_period
                     ),
                 ));
             }
-            Some(until)
+            Some(until.floor().max(0.0) as u64)
         } else {
             None
         };
@@ -354,6 +485,12 @@ impl Verifier {
     }
 
     fn authorize(&self, topic: &str, identity: &Identity) -> Result<(), JwtError> {
+        if self.reject_unscoped && !self.scopes.contains_key(topic) {
+            return Err(JwtError::new(
+                JwtErrorKind::ScopeMismatch,
+                format!("topic {topic} has no scope rule, and unscoped topics are rejected"),
+            ));
+        }
         match self.scopes.get(topic) {
             Some(required)
                 if !required
@@ -428,7 +565,9 @@ impl JwtVerifyLayer {
             grace_period: Duration::ZERO,
             check_expiry: true,
             scopes: HashMap::new(),
+            reject_unscoped: false,
             cache_capacity: 10_000,
+            jwks_timeouts: Timeouts::default(),
         }
     }
 }
