@@ -688,8 +688,7 @@ async fn an_unresponsive_or_refusing_key_server_is_a_transient_failure() {
         )
         .await
         .expect("the fetch must time out, not hang")
-        .err()
-        .expect("rejected");
+        .expect_err("rejected");
         assert!(started.elapsed() < Duration::from_secs(3), "{url}");
         assert_eq!(classify(err.as_ref()), ErrorKind::Transient, "{url}: {err}");
         let jwt = err.downcast_ref::<JwtError>().unwrap();
