@@ -331,6 +331,7 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         crate::service::batching::BatchError,
         crate::service::client::BuildError,
         crate::layers::dead_letter::DeadLetterError,
+        crate::service::replay::ReplayError,
     );
     #[cfg(feature = "jwt")]
     try_kinded!(crate::layers::jwt::JwtError, crate::layers::jwt::KeyError);

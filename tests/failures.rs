@@ -428,3 +428,43 @@ async fn dead_letters_replay_to_the_original_topic_and_then_succeed() {
         .unwrap();
     assert_eq!(partial.replayed, 2);
 }
+
+/// Replaying a topic that does not exist is an error, not "replayed 0"; an
+/// unreachable cluster fails within the configured timeout, typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_errors_are_typed_and_bounded() {
+    use light_kafka::service::replay::ReplayError;
+
+    let kafka = common::Kafka::start();
+    kafka.create_topic("replay-exists", 1).unwrap();
+    let err = Replay::new(kafka.bootstrap_servers(), "no-such-topic.dlq")
+        .timeout(Duration::from_secs(10))
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ReplayError::UnknownTopic(topic) if topic == "no-such-topic.dlq"),
+        "{err}"
+    );
+    assert_eq!(classify(&err), ErrorKind::Config);
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        Replay::new(&closed.to_string(), "orders.dlq")
+            .timeout(Duration::from_secs(2))
+            .run(),
+    )
+    .await
+    .expect("the replay must give up within its timeout")
+    .unwrap_err();
+    assert!(
+        matches!(err, ReplayError::Unreachable { timeout, .. } if timeout == Duration::from_secs(2)),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

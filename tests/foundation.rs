@@ -416,3 +416,50 @@ async fn batching_producer_reports_each_record_and_fails_a_batch_as_a_unit() {
         .call(Record::builder("batched").value("after").build());
     assert!(ok.await.is_ok());
 }
+
+/// A commit that fails for good (the broker refuses `EndTxn`) leaves no
+/// transaction half open: it is aborted and the producer goes on, or the
+/// producer says it cannot; never "Conflicting commit_transaction API call
+/// is already in progress" on every later batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_fails_for_good_is_aborted_and_the_producer_says_whether_it_can_go_on() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let kafka = common::embedded_only();
+    kafka.create_topic("tx-endtxn", 1).unwrap();
+    let producer = transactional(&kafka, "tx-endtxn").await;
+    kafka
+        .request_errors(
+            RDKafkaApiKey::EndTxn,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION; 20],
+        )
+        .unwrap();
+    let err = producer
+        .send_batch(batch("tx-endtxn", "refused", 3))
+        .await
+        .unwrap_err();
+    // The broker refuses EndTxn for commit and abort alike: a configuration
+    // problem, and the producer is stuck with an open transaction.
+    assert_eq!(err.kind(), TransactionErrorKind::Unsupported, "{err}");
+    assert!(!err.is_recoverable());
+    assert_eq!(
+        light_kafka::error::classify(&err),
+        light_kafka::ErrorKind::Config
+    );
+    kafka.clear_request_errors(RDKafkaApiKey::EndTxn).unwrap();
+    let next = producer.send_batch(batch("tx-endtxn", "after", 2)).await;
+    match &next {
+        Ok(_) => assert!(err.is_recoverable(), "it went on, so it was recoverable"),
+        Err(next) => {
+            assert!(
+                !err.is_recoverable(),
+                "{err} claimed to be recoverable, then: {next}"
+            );
+            assert!(
+                !next.to_string().contains("Conflicting"),
+                "a half-open transaction: {next}"
+            );
+            assert_eq!(next.kind(), err.kind(), "the producer keeps saying why");
+        }
+    }
+}

@@ -24,23 +24,150 @@ pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &s
     }
 }
 
-/// A client that could not be created or configured: kind [`ErrorKind::Config`].
+/// Repeated client errors, logged once per change of state and then with
+/// backoff: with no broker reachable librdkafka reports an error per
+/// connection attempt, many per second, and a log line for each would drown
+/// everything else.
+///
+/// Each kind of trouble (a key) is logged the first time it is seen, then at
+/// most once per backoff (5 s, doubling up to 5 min) with how often it
+/// repeated; [`LogThrottle::recovered`] logs the end of the trouble once and
+/// starts over.
+#[derive(Debug, Default)]
+pub(crate) struct LogThrottle {
+    keys: std::sync::Mutex<std::collections::HashMap<String, Repeats>>,
+}
+
+#[derive(Debug)]
+struct Repeats {
+    suppressed: u64,
+    next: std::time::Instant,
+    backoff: std::time::Duration,
+}
+
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl LogThrottle {
+    /// Calls `log(suppressed)` if this occurrence of `key` is to be logged,
+    /// with the number of occurrences left unlogged since the last line.
+    pub(crate) fn report(&self, key: &str, log: impl FnOnce(u64)) {
+        let now = std::time::Instant::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        match keys.get_mut(key) {
+            None => {
+                keys.insert(
+                    key.to_owned(),
+                    Repeats {
+                        suppressed: 0,
+                        next: now + FIRST_BACKOFF,
+                        backoff: FIRST_BACKOFF,
+                    },
+                );
+                drop(keys);
+                log(0);
+            }
+            Some(repeats) if now >= repeats.next => {
+                let suppressed = std::mem::take(&mut repeats.suppressed);
+                repeats.backoff = (repeats.backoff * 2).min(MAX_BACKOFF);
+                repeats.next = now + repeats.backoff;
+                drop(keys);
+                log(suppressed);
+            }
+            Some(repeats) => repeats.suppressed += 1,
+        }
+    }
+
+    /// The client works again: logs that once, and forgets the trouble.
+    pub(crate) fn recovered(&self) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.is_empty() {
+            return;
+        }
+        let troubles: Vec<String> = keys.drain().map(|(key, _)| key).collect();
+        drop(keys);
+        tracing::info!(troubles = ?troubles, "client recovered");
+    }
+}
+
+/// The throttle key of a client error: every way of not reaching the
+/// cluster is one state.
+pub(crate) fn trouble_key(error: &KafkaError) -> String {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    match error.rdkafka_error_code() {
+        Some(
+            C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::Resolve
+            | C::OperationTimedOut
+            | C::NetworkException,
+        ) => "cluster unreachable".to_owned(),
+        Some(code) => format!("{code:?}"),
+        None => format!("{error}"),
+    }
+}
+
+/// A client that could not be created or configured: kind [`ErrorKind::Config`],
+/// found before anything connects.
 ///
 /// ```
+/// use light_kafka::service::client::BuildErrorKind;
 /// use light_kafka::service::producer::Producer;
 ///
 /// let err = Producer::builder().set("no.such.property", "1").build().unwrap_err();
 /// assert!(err.to_string().contains("no.such.property"));
+///
+/// let err = Producer::builder().build().unwrap_err();
+/// assert_eq!(err.kind(), BuildErrorKind::Missing);
+/// assert_eq!(err.setting(), Some("bootstrap.servers"));
+///
+/// let err = Producer::builder().bootstrap_servers("kafka:nine").build().unwrap_err();
+/// assert_eq!(err.kind(), BuildErrorKind::Invalid);
 /// ```
 #[derive(Debug)]
 pub struct BuildError {
+    kind: BuildErrorKind,
+    setting: Option<&'static str>,
     message: String,
-    source: Option<KafkaError>,
+    source: Option<Box<KafkaError>>,
+}
+
+/// What is wrong with a client's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BuildErrorKind {
+    /// A required setting is missing or empty (`bootstrap.servers`, `group.id`).
+    Missing,
+    /// A setting has a value that cannot work (a malformed `bootstrap.servers`,
+    /// a non-numeric bound...).
+    Invalid,
+    /// librdkafka refused the configuration or the client.
+    Client,
 }
 
 impl BuildError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         BuildError {
+            kind: BuildErrorKind::Invalid,
+            setting: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn missing(setting: &'static str, message: impl Into<String>) -> Self {
+        BuildError {
+            kind: BuildErrorKind::Missing,
+            setting: Some(setting),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn invalid(setting: &'static str, message: impl Into<String>) -> Self {
+        BuildError {
+            kind: BuildErrorKind::Invalid,
+            setting: Some(setting),
             message: message.into(),
             source: None,
         }
@@ -48,10 +175,55 @@ impl BuildError {
 
     pub(crate) fn kafka(message: impl Into<String>, source: KafkaError) -> Self {
         BuildError {
+            kind: BuildErrorKind::Client,
+            setting: None,
             message: message.into(),
-            source: Some(source),
+            source: Some(Box::new(source)),
         }
     }
+
+    /// What is wrong.
+    pub fn kind(&self) -> BuildErrorKind {
+        self.kind
+    }
+
+    /// The setting at fault, when one is.
+    pub fn setting(&self) -> Option<&'static str> {
+        self.setting
+    }
+}
+
+/// Checks `bootstrap.servers` before any client is created: present, and a
+/// comma-separated list of `host:port` (optionally `PROTOCOL://host:port`,
+/// IPv6 hosts in brackets) with ports from 1 to 65535.
+pub(crate) fn check_bootstrap(config: &rdkafka::config::ClientConfig) -> Result<(), BuildError> {
+    const SETTING: &str = "bootstrap.servers";
+    let servers = config
+        .get(SETTING)
+        .or_else(|| config.get("metadata.broker.list"))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            BuildError::missing(
+                SETTING,
+                "bootstrap.servers is required (host:port[,host:port...])",
+            )
+        })?;
+    for entry in servers.split(',').map(str::trim) {
+        let address = entry.split_once("://").map_or(entry, |(_, rest)| rest);
+        let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains(char::is_whitespace)
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            return Err(BuildError::invalid(
+                SETTING,
+                format!("bootstrap.servers entry {entry:?} is not host:port"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for BuildError {
@@ -66,7 +238,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
-            .as_ref()
+            .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }

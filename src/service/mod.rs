@@ -13,4 +13,4 @@ pub mod producer;
 pub mod replay;
 pub mod transactional;
 
-pub use client::BuildError;
+pub use client::{BuildError, BuildErrorKind};

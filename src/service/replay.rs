@@ -54,7 +54,8 @@ use crate::record::{Record, names};
 pub struct ReplayReport {
     /// Records produced to their target topic.
     pub replayed: u64,
-    /// Records without an original topic (and no target topic given).
+    /// Records not replayed: without an original topic (and no target topic
+    /// given), or reduced dead letters whose value was left out.
     pub skipped: u64,
 }
 
@@ -67,6 +68,16 @@ pub enum ReplayError {
     Kafka(KafkaError),
     /// A record could not be re-published; records before it may have been.
     Produce(ProduceError),
+    /// The dead-letter topic does not exist (nothing was replayed, and
+    /// nothing could have been: this is not "replayed 0").
+    UnknownTopic(String),
+    /// The cluster did not answer within the replay's timeout.
+    Unreachable {
+        /// The timeout that ran out ([`Replay::timeout`]).
+        timeout: Duration,
+        /// What librdkafka reported.
+        source: KafkaError,
+    },
 }
 
 impl fmt::Display for ReplayError {
@@ -75,6 +86,13 @@ impl fmt::Display for ReplayError {
             ReplayError::Build(e) => write!(f, "replay: {e}"),
             ReplayError::Kafka(e) => write!(f, "replay: reading the dead-letter topic failed: {e}"),
             ReplayError::Produce(e) => write!(f, "replay: re-publishing failed: {e}"),
+            ReplayError::UnknownTopic(topic) => {
+                write!(f, "replay: the dead-letter topic {topic:?} does not exist")
+            }
+            ReplayError::Unreachable { timeout, source } => write!(
+                f,
+                "replay: the cluster did not answer within {timeout:?}: {source}"
+            ),
         }
     }
 }
@@ -85,6 +103,8 @@ impl std::error::Error for ReplayError {
             ReplayError::Build(e) => Some(e),
             ReplayError::Kafka(e) => Some(e),
             ReplayError::Produce(e) => Some(e),
+            ReplayError::UnknownTopic(_) => None,
+            ReplayError::Unreachable { source, .. } => Some(source),
         }
     }
 }
@@ -92,7 +112,7 @@ impl std::error::Error for ReplayError {
 impl Kinded for ReplayError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ReplayError::Build(_) => ErrorKind::Config,
+            ReplayError::Build(_) | ReplayError::UnknownTopic(_) => ErrorKind::Config,
             _ => ErrorKind::Produce,
         }
     }
@@ -172,6 +192,16 @@ impl Replay {
                 report.skipped += 1;
                 continue;
             };
+            if record.headers().contains(names::DLQ_VALUE_OMITTED) {
+                // A reduced dead letter lacks its value: replaying it would
+                // publish something the original never was.
+                tracing::warn!(
+                    offset = record.offset(),
+                    "not replaying a reduced dead letter (its value was left out)"
+                );
+                report.skipped += 1;
+                continue;
+            }
             let mut replayed = record.forward_to(target);
             for name in names::DLQ_HEADERS {
                 replayed.headers_mut().remove(name);
@@ -208,12 +238,19 @@ impl Replay {
         })?;
         let metadata = consumer
             .fetch_metadata(Some(&self.dlq_topic), self.timeout)
-            .map_err(ReplayError::Kafka)?;
+            .map_err(|source| ReplayError::Unreachable {
+                timeout: self.timeout,
+                source,
+            })?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
+            .filter(|t| t.name() == self.dlq_topic && t.error().is_none())
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
+        if partitions.is_empty() {
+            return Err(ReplayError::UnknownTopic(self.dlq_topic.clone()));
+        }
         let mut assignment = TopicPartitionList::new();
         let mut ends = Vec::new();
         for partition in partitions {

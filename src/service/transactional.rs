@@ -60,8 +60,9 @@ use crate::record::Record;
 pub enum TransactionErrorKind {
     /// The producer could not be created or its transactions initialised.
     Init,
-    /// The transaction was aborted; none of its records will be visible to
-    /// `read_committed` consumers. The producer remains usable.
+    /// The transaction was aborted (and the abort succeeded); none of its
+    /// records will be visible to `read_committed` consumers. The producer
+    /// remains usable.
     Aborted,
     /// Another producer with the same `transactional.id` took over. This
     /// producer cannot be used any more.
@@ -70,9 +71,18 @@ pub enum TransactionErrorKind {
     Fatal,
     /// A transaction operation did not finish within the configured timeout.
     Timeout,
+    /// The cluster does not support what transactions need (an API version,
+    /// a feature): a configuration error, not a transient one. The
+    /// producer cannot be used any more.
+    Unsupported,
+    /// A transaction could be neither committed nor aborted, so the producer
+    /// is stuck with it: it cannot be used any more (create a new one).
+    Unusable,
 }
 
-/// A failed transaction: kind [`ErrorKind::Produce`].
+/// A failed transaction: kind [`ErrorKind::Config`] when the cluster lacks
+/// what transactions need, else [`ErrorKind::Produce`].
+/// [`TransactionError::is_recoverable`] says whether the producer can go on.
 #[derive(Clone, Debug)]
 pub struct TransactionError {
     kind: TransactionErrorKind,
@@ -95,7 +105,18 @@ impl TransactionError {
     }
 
     fn from_kafka(operation: &str, error: KafkaError) -> Self {
+        use rdkafka::error::RDKafkaErrorCode as C;
+        let unsupported = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                C::UnsupportedVersion
+                    | C::UnsupportedFeature
+                    | C::UnsupportedForMessageFormat
+                    | C::InvalidTransactionTimeout
+            )
+        );
         let kind = match &error {
+            _ if unsupported => TransactionErrorKind::Unsupported,
             KafkaError::Transaction(e) if e.is_fatal() => {
                 match ProduceError::from_kafka(&error, None).kind() {
                     super::producer::ProduceErrorKind::Fenced => TransactionErrorKind::Fenced,
@@ -138,6 +159,8 @@ impl fmt::Display for TransactionError {
             TransactionErrorKind::Fenced => "transactional producer fenced",
             TransactionErrorKind::Fatal => "transactional producer failed fatally",
             TransactionErrorKind::Timeout => "transaction timed out",
+            TransactionErrorKind::Unsupported => "transactions not supported by the cluster",
+            TransactionErrorKind::Unusable => "transactional producer unusable",
         };
         write!(f, "{what}: {}", self.detail)?;
         if let Some(cause) = &self.cause {
@@ -157,7 +180,10 @@ impl std::error::Error for TransactionError {
 
 impl Kinded for TransactionError {
     fn kind(&self) -> ErrorKind {
-        ErrorKind::Produce
+        match self.kind {
+            TransactionErrorKind::Unsupported => ErrorKind::Config,
+            _ => ErrorKind::Produce,
+        }
     }
 }
 
@@ -435,19 +461,26 @@ impl Transaction {
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 3 => {
                     attempts += 1
                 }
-                Err(e @ KafkaError::Transaction(_)) if is_abortable(&e) => {
+                Err(e) => {
                     let error = TransactionError::from_kafka("commit_transaction", e);
-                    let error = TransactionError {
-                        kind: TransactionErrorKind::Aborted,
-                        ..error
+                    if matches!(
+                        error.kind,
+                        TransactionErrorKind::Fenced | TransactionErrorKind::Fatal
+                    ) {
+                        // Nothing more this producer can do, not even abort.
+                        self.guard.take();
+                        return Err(self.inner.record(error));
+                    }
+                    // The commit failed for good: abort, so that the next
+                    // transaction can begin (or say that none can).
+                    let error = match error.kind {
+                        TransactionErrorKind::Unsupported => error,
+                        _ => TransactionError {
+                            kind: TransactionErrorKind::Aborted,
+                            ..error
+                        },
                     };
                     return Err(self.abort_with(error).await);
-                }
-                Err(e) => {
-                    self.guard.take();
-                    return Err(self
-                        .inner
-                        .record(TransactionError::from_kafka("commit_transaction", e)));
                 }
             }
         }
@@ -458,32 +491,56 @@ impl Transaction {
     ///
     /// # Errors
     ///
-    /// A [`TransactionError`] when the abort itself fails (the producer is then
-    /// fenced or broken).
+    /// A [`TransactionError`] when the abort itself fails: the producer is
+    /// then unusable (kind `Unusable`, `Unsupported`, `Fenced` or `Fatal`),
+    /// and says so in every later call.
     pub async fn abort(mut self) -> Result<(), TransactionError> {
         self.deliveries.clear();
-        let core = self.inner.core.clone();
-        let timeout = self.inner.timeout;
-        let result = blocking(move || core.producer.abort_transaction(timeout)).await;
+        let result = self.abort_now().await;
         self.guard.take();
-        result.map_err(|e| {
-            self.inner
-                .record(TransactionError::from_kafka("abort_transaction", e))
-        })
+        result.map_err(|e| self.inner.record(e))
     }
 
-    /// Aborts after `error`, and returns `error` (or the abort's own failure).
+    /// Aborts after `error`, and returns `error`, or, when the abort fails
+    /// too, the error that makes the producer unusable.
     async fn abort_with(&mut self, error: TransactionError) -> TransactionError {
         self.deliveries.clear();
-        let core = self.inner.core.clone();
-        let timeout = self.inner.timeout;
-        let result = blocking(move || core.producer.abort_transaction(timeout)).await;
+        let result = self.abort_now().await;
         self.guard.take();
         match result {
-            Ok(()) => error,
-            Err(e) => self
-                .inner
-                .record(TransactionError::from_kafka("abort_transaction", e)),
+            Ok(()) => self.inner.record(error),
+            Err(abort) => {
+                tracing::error!(%error, %abort, "a failed transaction could not be aborted");
+                self.inner.record(abort)
+            }
+        }
+    }
+
+    /// `abort_transaction`, retried while librdkafka says it may be; a
+    /// failure is never recoverable (the transaction stays open).
+    async fn abort_now(&self) -> Result<(), TransactionError> {
+        let core = self.inner.core.clone();
+        let timeout = self.inner.timeout;
+        let mut attempts = 0;
+        loop {
+            let abort = core.clone();
+            match blocking(move || abort.producer.abort_transaction(timeout)).await {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempts < 3 => {
+                    attempts += 1
+                }
+                Err(e) => {
+                    let error = TransactionError::from_kafka("abort_transaction", e);
+                    return Err(if error.is_recoverable() {
+                        TransactionError {
+                            kind: TransactionErrorKind::Unusable,
+                            ..error
+                        }
+                    } else {
+                        error
+                    });
+                }
+            }
         }
     }
 }
@@ -519,10 +576,6 @@ impl fmt::Debug for Transaction {
             .field("open", &self.guard.is_some())
             .finish()
     }
-}
-
-fn is_abortable(error: &KafkaError) -> bool {
-    matches!(error, KafkaError::Transaction(e) if e.txn_requires_abort())
 }
 
 async fn blocking<T: Send + 'static>(

@@ -20,7 +20,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 
 use super::health::Shared;
-use crate::service::client::log_to_tracing;
+use crate::service::client::{log_to_tracing, trouble_key};
 
 #[derive(Debug)]
 pub(crate) enum RebalanceEvent {
@@ -75,7 +75,24 @@ impl RuntimeContext {
 
 impl ClientContext for RuntimeContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_to_tracing(level, fac, log_message);
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            // librdkafka's warnings repeat per connection attempt.
+            self.shared
+                .throttle
+                .report(&format!("librdkafka {fac}"), |suppressed| {
+                    if suppressed == 0 {
+                        log_to_tracing(level, fac, log_message);
+                    } else {
+                        log_to_tracing(
+                            level,
+                            fac,
+                            &format!("{log_message} (and {suppressed} more like it)"),
+                        );
+                    }
+                });
+        } else {
+            log_to_tracing(level, fac, log_message);
+        }
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -94,8 +111,14 @@ impl ClientContext for RuntimeContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, reason, "consumer client error");
         self.shared.set_error(format!("{error}: {reason}"));
+        let key = trouble_key(&error);
+        self.shared.throttle.report(&key, |suppressed| {
+            tracing::warn!(
+                target: "librdkafka", %error, reason, suppressed,
+                "consumer client error: {key}"
+            );
+        });
     }
 }
 

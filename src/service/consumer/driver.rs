@@ -32,6 +32,7 @@ use crate::context::{self, Propagation};
 use crate::error::BoxError;
 use crate::layers::catch_panic::PanicError;
 use crate::record::{ConversionError, Record, RecordBatcher};
+use crate::service::client::trouble_key;
 
 /// Messages taken from librdkafka in one turn before other work gets a go.
 const MESSAGES_PER_TURN: usize = 256;
@@ -89,6 +90,8 @@ pub(crate) struct Driver<S: Service<Record>> {
     revocation: Option<Revocation>,
     /// A partition's stall changed: publish the partitions' health.
     stalled_dirty: bool,
+    /// A message arrived since the last client error.
+    healthy: bool,
     stop: Option<Stop>,
     signal: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
@@ -129,6 +132,7 @@ where
             commit_due: false,
             revocation: None,
             stalled_dirty: false,
+            healthy: true,
             stop: None,
             signal,
         }
@@ -226,6 +230,10 @@ where
             match Pin::new(&mut *stream).poll_next(cx) {
                 Poll::Ready(Some(Ok(message))) => {
                     progress = true;
+                    if !self.healthy {
+                        self.healthy = true;
+                        self.shared.throttle.recovered();
+                    }
                     let Some(slot) = self.lookup(message.topic(), message.partition()) else {
                         continue;
                     };
@@ -306,8 +314,14 @@ where
     }
 
     fn on_consumer_error(&mut self, error: KafkaError) {
-        tracing::warn!(%error, "consumer error");
+        // The client error callback usually reported the same error already:
+        // one throttle for both.
+        let key = trouble_key(&error);
+        self.shared.throttle.report(&key, |suppressed| {
+            tracing::warn!(%error, suppressed, "consumer error: {key}");
+        });
         self.shared.set_error(&error);
+        self.healthy = false;
         if matches!(error, KafkaError::MessageConsumptionFatal(_)) && self.stop.is_none() {
             self.begin_stop(Some(ConsumerError::Kafka(error)));
         }
@@ -694,6 +708,11 @@ where
         );
         match event {
             RebalanceEvent::Assign(tpl) => {
+                // An assignment needs the group coordinator: the cluster answers.
+                if !self.healthy {
+                    self.healthy = true;
+                    self.shared.throttle.recovered();
+                }
                 for element in tpl.elements() {
                     self.add_partition(element.topic(), element.partition());
                 }

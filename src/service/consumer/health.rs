@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     /// High watermarks reported by librdkafka's statistics.
     pub(crate) high_watermarks: Mutex<BTreeMap<(String, i32), i64>>,
     pub(crate) shutdown: CancellationToken,
+    /// Client errors and librdkafka warnings, logged once per change of state.
+    pub(crate) throttle: crate::service::client::LogThrottle,
 }
 
 impl Shared {

@@ -303,8 +303,16 @@ impl ConsumerBuilder {
                 "max.poll.records must be a positive integer, not {bad:?}"
             )));
         }
-        let Some(group) = config.get("group.id").map(str::to_owned) else {
-            return Err(BuildError::new("group.id is required"));
+        let Some(group) = config
+            .get("group.id")
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+        else {
+            return Err(BuildError::missing(
+                "group.id",
+                "group.id is required and not empty",
+            ));
         };
         let mut runtime = self.runtime;
         runtime.group = group;
@@ -323,6 +331,7 @@ impl ConsumerBuilder {
         config
             .create_native_config()
             .map_err(|e| BuildError::kafka("invalid consumer configuration", e))?;
+        crate::service::client::check_bootstrap(&config)?;
         Ok(Consumer {
             config,
             runtime,
@@ -424,16 +433,57 @@ mod tests {
 
     #[test]
     fn builder_validates() {
-        assert!(Consumer::builder().topics(["t"]).build().is_err());
-        assert!(Consumer::builder().group_id("g").build().is_err());
+        use crate::service::client::BuildErrorKind;
+        let local = || Consumer::builder().bootstrap_servers("127.0.0.1:9092");
+        assert!(local().topics(["t"]).build().is_err());
+        assert!(local().group_id("g").build().is_err());
+        let err = local().group_id("  ").topics(["t"]).build().unwrap_err();
+        assert_eq!(
+            (err.kind(), err.setting()),
+            (BuildErrorKind::Missing, Some("group.id"))
+        );
         let err = Consumer::builder()
+            .group_id("g")
+            .topics(["t"])
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            (err.kind(), err.setting()),
+            (BuildErrorKind::Missing, Some("bootstrap.servers"))
+        );
+        for bad in [
+            "kafka",
+            "kafka:",
+            ":9092",
+            "kafka:0",
+            "kafka:65536",
+            "a:1,b",
+            "ka fka:1",
+        ] {
+            let err = local()
+                .bootstrap_servers(bad)
+                .group_id("g")
+                .topics(["t"])
+                .build()
+                .unwrap_err();
+            assert_eq!(err.kind(), BuildErrorKind::Invalid, "{bad}");
+        }
+        for good in ["kafka:9092", "a:1, b:2", "PLAINTEXT://k:9092", "[::1]:9092"] {
+            local()
+                .bootstrap_servers(good)
+                .group_id("g")
+                .topics(["t"])
+                .build()
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        let err = local()
             .group_id("g")
             .topics(["t"])
             .set("max.poll.records", "many")
             .build()
             .unwrap_err();
         assert!(err.to_string().contains("max.poll.records"));
-        let consumer = Consumer::builder()
+        let consumer = local()
             .group_id("g")
             .topics(["t"])
             .set("max.poll.records", "42")
@@ -441,6 +491,12 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(consumer.runtime.partition_buffer, 42);
+        let consumer = local()
+            .group_id("g")
+            .topics(["t"])
+            .set("max.poll.records", "42")
+            .build()
+            .unwrap();
         assert_eq!(consumer.config.get("enable.auto.commit"), Some("false"));
         assert_eq!(consumer.config.get("auto.offset.reset"), Some("earliest"));
     }
@@ -449,6 +505,7 @@ mod tests {
     fn serve_future_is_send() {
         fn assert_send<T: Send>(_: &T) {}
         let consumer = Consumer::builder()
+            .bootstrap_servers("127.0.0.1:9092")
             .group_id("g")
             .topics(["t"])
             .build()

@@ -124,6 +124,10 @@ impl Core {
         };
         let librdkafka_limit = capacity.saturating_mul(2).min(i32::MAX as usize);
         config.set("queue.buffering.max.messages", librdkafka_limit.to_string());
+        config
+            .create_native_config()
+            .map_err(|e| BuildError::kafka("invalid producer configuration", e))?;
+        super::super::client::check_bootstrap(&config)?;
         let producer = config
             .create_with_context(DeliveryContext)
             .map_err(|e| BuildError::kafka("cannot create the Kafka producer", e))?;
