@@ -129,7 +129,7 @@ async fn main() -> Result<(), BoxError> {
     });
     let keys = KeySet::new().hmac_secret(None, SECRET);
     let chain = ServiceBuilder::new()
-        .catch_panic()
+        .catch_record_panic()
         .metrics_consume("order-service")
         .propagate_consume()
         .trace_consume()

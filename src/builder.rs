@@ -1,5 +1,14 @@
 //! [`ServiceBuilderExt`]: one `ServiceBuilder` method per layer, as tower-http has.
 //!
+//! Its names never collide with tower-http's `ServiceBuilderExt`, so a module
+//! can import both (`catch_record_panic` here, `catch_panic` there). Layers
+//! that work one way on consumed and another on produced records have a
+//! method per direction (`*_consume`, `*_produce`); layers that need settings
+//! take the configured layer (`audit`, `jwt_verify`, `json_schema`...).
+//!
+//! A chain is a deeply nested type; [`boxed`] erases it to a
+//! [`BoxRecordService`], so it can be returned from a function or stored.
+//!
 //! ```
 //! use light_kafka::builder::ServiceBuilderExt;
 //! use light_kafka::record::Record;
@@ -10,7 +19,7 @@
 //! # async fn main() {
 //! let dlq = RecordingProducer::new();
 //! let mut chain = ServiceBuilder::new()
-//!     .catch_panic()
+//!     .catch_record_panic()
 //!     .propagate_consume()
 //!     .dead_letter(dlq.clone())
 //!     .service(service_fn(|_: Record| async { Err::<(), _>(light_kafka::Error::handler("nope")) }));
@@ -22,20 +31,20 @@
 
 use tower::ServiceBuilder;
 use tower::layer::util::Stack;
-use tower::retry::RetryLayer;
 
 use crate::layers::audit::AuditLayer;
 use crate::layers::catch_panic::CatchPanicLayer;
 use crate::layers::dead_letter::DeadLetterLayer;
 use crate::layers::metrics::MetricsLayer;
 use crate::layers::propagate::PropagateLayer;
-use crate::layers::retry::RetryPolicy;
+use crate::layers::retry::{RetryPolicy, RetryRecordsLayer};
 use crate::layers::trace::TraceLayer;
 
 /// Adds light-kafka's layers to a `tower::ServiceBuilder`.
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Turns panics of the inner service into errors ([`CatchPanicLayer`]).
-    fn catch_panic(self) -> ServiceBuilder<Stack<CatchPanicLayer, L>>;
+    /// (Not `catch_panic`: that is tower-http's, for HTTP services.)
+    fn catch_record_panic(self) -> ServiceBuilder<Stack<CatchPanicLayer, L>>;
 
     /// Reads or generates correlation ids of consumed records ([`PropagateLayer::consume`]).
     fn propagate_consume(self) -> ServiceBuilder<Stack<PropagateLayer, L>>;
@@ -71,11 +80,9 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// An audit entry per record ([`AuditLayer`]).
     fn audit(self, layer: AuditLayer) -> ServiceBuilder<Stack<AuditLayer, L>>;
 
-    /// Retries transient failures with backoff ([`RetryPolicy`]).
-    fn retry_records(
-        self,
-        policy: RetryPolicy,
-    ) -> ServiceBuilder<Stack<RetryLayer<RetryPolicy>, L>>;
+    /// Retries transient failures with backoff ([`RetryPolicy::layer`]),
+    /// below any service whose error converts into a `BoxError`.
+    fn retry_records(self, policy: RetryPolicy) -> ServiceBuilder<Stack<RetryRecordsLayer, L>>;
 
     /// Verifies each record's JWT ([`crate::layers::jwt::JwtVerifyLayer`]).
     #[cfg(feature = "jwt")]
@@ -107,13 +114,57 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     ) -> ServiceBuilder<Stack<crate::layers::avro::AvroEncodeLayer, L>>;
 }
 
+/// A record service with its type erased: cloneable, `Send + Sync`, with
+/// [`BoxError`](crate::BoxError) errors. The response of a consumer chain is
+/// `()` for a bare handler, or [`Outcome<R>`](crate::layers::dead_letter::Outcome)
+/// when the chain has a dead-letter layer (a record either handled with `R`,
+/// or dead-lettered).
+pub type BoxRecordService<R = ()> =
+    tower::util::BoxCloneSyncService<crate::record::Record, R, crate::BoxError>;
+
+/// Erases a chain's type (see [`BoxRecordService`]), for returning a chain
+/// from a function or keeping chains of different shapes in one place.
+///
+/// ```
+/// use light_kafka::builder::{boxed, BoxRecordService, ServiceBuilderExt};
+/// use light_kafka::layers::dead_letter::Outcome;
+/// use light_kafka::record::Record;
+/// use light_kafka::testkit::{self, RecordingProducer};
+/// use tower::{service_fn, ServiceBuilder};
+///
+/// fn orders_chain(dlq: RecordingProducer) -> BoxRecordService<Outcome<()>> {
+///     boxed(
+///         ServiceBuilder::new()
+///             .catch_record_panic()
+///             .dead_letter(dlq)
+///             .service(service_fn(|_: Record| async { Ok::<_, light_kafka::BoxError>(()) })),
+///     )
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut chain = orders_chain(RecordingProducer::new());
+/// let outcome = testkit::call(&mut chain, testkit::record("orders").build()).await.unwrap();
+/// assert!(!outcome.is_dead_lettered());
+/// # }
+/// ```
+pub fn boxed<S>(service: S) -> BoxRecordService<S::Response>
+where
+    S: tower::Service<crate::record::Record> + Clone + Send + Sync + 'static,
+    S::Error: Into<crate::BoxError>,
+    S::Future: Send + 'static,
+{
+    use tower::ServiceExt as _;
+    BoxRecordService::new(service.map_err(Into::into))
+}
+
 mod sealed {
     pub trait Sealed {}
     impl<L> Sealed for tower::ServiceBuilder<L> {}
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
-    fn catch_panic(self) -> ServiceBuilder<Stack<CatchPanicLayer, L>> {
+    fn catch_record_panic(self) -> ServiceBuilder<Stack<CatchPanicLayer, L>> {
         self.layer(CatchPanicLayer::new())
     }
 
@@ -132,11 +183,8 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(DeadLetterLayer::new(producer))
     }
 
-    fn retry_records(
-        self,
-        policy: RetryPolicy,
-    ) -> ServiceBuilder<Stack<RetryLayer<RetryPolicy>, L>> {
-        self.layer(RetryLayer::new(policy))
+    fn retry_records(self, policy: RetryPolicy) -> ServiceBuilder<Stack<RetryRecordsLayer, L>> {
+        self.layer(policy.layer())
     }
 
     fn metrics_consume(

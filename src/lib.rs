@@ -24,11 +24,16 @@ pub mod builder;
 pub mod context;
 pub mod error;
 pub mod layers;
+pub mod prelude;
 pub mod record;
 pub mod service;
 pub mod testkit;
 
 pub use error::{BoxError, Error, ErrorKind};
+/// rdkafka, re-exported: its types appear in this crate's API (client
+/// configuration, offsets, error codes), so use this one rather than pinning a
+/// second copy.
+pub use rdkafka;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -80,7 +80,31 @@ pub fn records<V: Into<Bytes>>(
         .collect()
 }
 
-/// Waits for `service` to be ready, then calls it with `record`.
+/// Waits for `service` to be ready, then calls it with `record`, inside the
+/// record's propagation context exactly as the consumer runtime does: records
+/// the service produces carry the input's correlation id, token and
+/// `traceparent`, as in production. (When the test already runs inside a
+/// context of its own, `context::scope`, that one stays current.)
+///
+/// ```
+/// use light_kafka::builder::ServiceBuilderExt;
+/// use light_kafka::record::{names, Record};
+/// use light_kafka::testkit::{self, RecordingProducer};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let sent = RecordingProducer::new();
+/// let producer = ServiceBuilder::new().propagate_produce("shipping").service(sent.clone());
+/// let mut handler = tower::service_fn(move |order: Record| {
+///     let producer = producer.clone();
+///     async move { producer.oneshot(Record::builder("shipments").value(order.value().cloned().unwrap()).build()).await }
+/// });
+/// let order = testkit::record("orders").value("o-1").header(names::CORRELATION_ID, "c-42").build();
+/// testkit::call(&mut handler, order).await.unwrap();
+/// assert_eq!(sent.records()[0].header_str(names::CORRELATION_ID), Some("c-42"));
+/// # }
+/// ```
 ///
 /// # Errors
 ///
@@ -89,7 +113,18 @@ pub async fn call<S>(service: &mut S, record: Record) -> Result<S::Response, S::
 where
     S: Service<Record>,
 {
-    service.ready().await?.call(record).await
+    let service = service.ready().await?;
+    if crate::context::with_current(|current| current.is_some()) {
+        // The test set a context of its own (as an HTTP handler would have
+        // one): keep it.
+        return service.call(record).await;
+    }
+    // As the consumer runtime does: the record's propagation (correlation id,
+    // token, trace context) is current while the service runs, so records it
+    // produces carry them.
+    let propagation = crate::context::Propagation::from_headers(record.headers());
+    let future = crate::context::sync_scope(propagation.clone(), || service.call(record));
+    crate::context::scope(propagation, future).await
 }
 
 /// Runs `records` through `service` one after another, as the runtime does for

@@ -703,3 +703,34 @@ async fn an_unresponsive_or_refusing_key_server_is_a_transient_failure() {
     }
     accepting.abort();
 }
+
+/// JWKS over HTTPS: the client speaks TLS (rustls, no system OpenSSL); a
+/// server that hangs up mid-handshake is an outage, transient.
+#[tokio::test]
+async fn a_jwks_url_over_https_speaks_tls_through_rustls() {
+    use tokio::io::AsyncReadExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/jwks", listener.local_addr().unwrap());
+    let first_bytes = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut hello = [0u8; 3];
+        socket.read_exact(&mut hello).await.unwrap();
+        hello // then hang up
+    });
+    let mut svc = chain(
+        JwtVerifyLayer::builder(KeySource::Jwks {
+            url,
+            refresh_interval: Duration::from_secs(60),
+        })
+        .build(),
+    );
+    let token = mint(Some("key-a"), KEY_A, &claims(json!({})));
+    let err = testkit::call(&mut svc, record("orders", &token))
+        .await
+        .expect_err("no keys");
+    assert_eq!(classify(err.as_ref()), ErrorKind::Transient, "{err}");
+    let hello = first_bytes.await.unwrap();
+    assert_eq!(hello[0], 0x16, "a TLS handshake record");
+    assert_eq!(hello[1], 0x03, "TLS 1.x");
+}

@@ -466,7 +466,7 @@ async fn every_layer_works_in_consumer_producer_and_stream_chains() {
         Ok::<_, BoxError>(vec![Record::builder("invoices").json(&*order)?.build()])
     });
     let mut stream = ServiceBuilder::new()
-        .catch_panic()
+        .catch_record_panic()
         .layer(MetricsLayer::consume("streams-svc"))
         .propagate_consume()
         .layer(TraceLayer::consume())
@@ -485,7 +485,7 @@ async fn every_layer_works_in_consumer_producer_and_stream_chains() {
 
     // A consumer chain with the canonical order.
     let mut consumer = ServiceBuilder::new()
-        .catch_panic()
+        .catch_record_panic()
         .layer(MetricsLayer::consume("consumer-svc"))
         .propagate_consume()
         .layer(TraceLayer::consume())

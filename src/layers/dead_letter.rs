@@ -294,6 +294,12 @@ impl<S, P> Layer<S> for DeadLetterLayer<P> {
 }
 
 /// Settles failed records by producing them to a dead-letter topic.
+///
+/// Its response is [`Outcome<S::Response>`](Outcome): `Handled(response)`
+/// when the inner service succeeded, `DeadLettered(..)` when the record now
+/// sits in the dead-letter topic. So a consumer chain ending in a handler
+/// returning `()` has the response type `Outcome<()>` (name it so when the
+/// chain is boxed: `BoxRecordService<Outcome<()>>`).
 pub struct DeadLetter<S, P> {
     inner: S,
     config: Arc<Config<P>>,

@@ -153,6 +153,66 @@ impl fmt::Debug for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// A layer that retries with this policy below any service whose error
+    /// converts into a [`BoxError`] (the error is boxed first, then
+    /// classified). `tower::retry::RetryLayer::new(policy)` works too, below
+    /// services whose error already is a `BoxError`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use light_kafka::layers::retry::RetryPolicy;
+    /// use light_kafka::record::Record;
+    /// use light_kafka::{testkit, Error};
+    /// use tower::{service_fn, ServiceBuilder};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    /// let counted = calls.clone();
+    /// // The handler's error is light_kafka::Error, not a BoxError.
+    /// let mut chain = ServiceBuilder::new()
+    ///     .layer(RetryPolicy::new(3).backoff(Duration::from_millis(1), Duration::from_millis(1)).layer())
+    ///     .service(service_fn(move |_: Record| {
+    ///         let n = counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///         async move { if n < 2 { Err(Error::transient("busy")) } else { Ok(()) } }
+    ///     }));
+    /// testkit::call(&mut chain, testkit::record("t").build()).await.unwrap();
+    /// assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
+    /// # }
+    /// ```
+    pub fn layer(self) -> RetryRecordsLayer {
+        RetryRecordsLayer { policy: self }
+    }
+}
+
+/// Retries records with a [`RetryPolicy`] below any service whose error
+/// converts into a [`BoxError`]. Made by [`RetryPolicy::layer`].
+#[derive(Clone, Debug)]
+pub struct RetryRecordsLayer {
+    policy: RetryPolicy,
+}
+
+/// The service [`RetryRecordsLayer`] makes: tower's `Retry` around the inner
+/// service with its error boxed.
+pub type RetryRecords<S> = tower::retry::Retry<
+    RetryPolicy,
+    tower::util::MapErr<S, fn(<S as tower::Service<Record>>::Error) -> BoxError>,
+>;
+
+impl<S> tower_layer::Layer<S> for RetryRecordsLayer
+where
+    S: tower::Service<Record>,
+    S::Error: Into<BoxError>,
+{
+    type Service = RetryRecords<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let boxed: fn(S::Error) -> BoxError = Into::into;
+        tower::retry::Retry::new(self.policy.clone(), tower::util::MapErr::new(inner, boxed))
+    }
+}
+
 impl<Res> Policy<Record, Res, BoxError> for RetryPolicy {
     type Future = Sleep;
 

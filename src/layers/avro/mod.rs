@@ -47,7 +47,6 @@ use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
-use apache_avro::Schema;
 use apache_avro::types::Value;
 use bytes::Bytes;
 use serde::Serialize;
@@ -57,6 +56,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use crate::layers::future::ResponseFuture;
+/// Re-exported from `apache-avro`, so that callers never pin a second copy.
+pub use apache_avro::Schema;
 pub use error::{AvroError, AvroErrorKind};
 pub use registry::{SchemaRegistry, SchemaVersion};
 
@@ -114,6 +115,7 @@ pub struct AvroValue(pub Value);
 
 // ---- decoding ------------------------------------------------------------------
 
+#[derive(Clone)]
 struct DecodeConfig {
     registry: Arc<SchemaRegistry>,
     topics: HashMap<String, Option<Arc<Schema>>>,
@@ -154,27 +156,19 @@ impl AvroDecodeLayer {
         }
     }
 
+    /// The topics, copied first when the layer was already cloned (the
+    /// clones keep theirs).
     fn topics(&mut self) -> &mut HashMap<String, Option<Arc<Schema>>> {
-        &mut Arc::get_mut(&mut self.config)
-            .expect("configure the layer before cloning it")
-            .topics
+        &mut Arc::make_mut(&mut self.config).topics
     }
 
     /// Decodes `topic`'s values with their writer schemas.
-    ///
-    /// # Panics
-    ///
-    /// When the layer was already cloned.
     pub fn topic(mut self, topic: impl Into<String>) -> Self {
         self.topics().insert(topic.into(), None);
         self
     }
 
     /// Decodes `topic`'s values and resolves them to `reader`.
-    ///
-    /// # Panics
-    ///
-    /// When the layer was already cloned.
     pub fn topic_with_reader(mut self, topic: impl Into<String>, reader: Arc<Schema>) -> Self {
         self.topics().insert(topic.into(), Some(reader));
         self
@@ -281,6 +275,21 @@ struct EncodeConfig {
     resolved: RwLock<HashMap<String, (u32, Arc<Schema>)>>,
 }
 
+impl Clone for EncodeConfig {
+    fn clone(&self) -> Self {
+        EncodeConfig {
+            registry: self.registry.clone(),
+            topics: self.topics.clone(),
+            resolved: RwLock::new(
+                self.resolved
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+        }
+    }
+}
+
 impl EncodeConfig {
     fn resolved(&self, topic: &str) -> Option<(u32, Arc<Schema>)> {
         self.resolved
@@ -342,17 +351,13 @@ impl AvroEncodeLayer {
         }
     }
 
+    /// The topics, copied first when the layer was already cloned (the
+    /// clones keep theirs).
     fn topics(&mut self) -> &mut HashMap<String, Writer> {
-        &mut Arc::get_mut(&mut self.config)
-            .expect("configure the layer before cloning it")
-            .topics
+        &mut Arc::make_mut(&mut self.config).topics
     }
 
     /// Writes `topic`'s records with a version of `subject` (looked up once).
-    ///
-    /// # Panics
-    ///
-    /// When the layer was already cloned.
     pub fn topic(
         mut self,
         topic: impl Into<String>,
@@ -365,10 +370,6 @@ impl AvroEncodeLayer {
     }
 
     /// Writes `topic`'s records with `schema`, registered under `subject` on first use.
-    ///
-    /// # Panics
-    ///
-    /// When the layer was already cloned.
     pub fn topic_with_schema(
         mut self,
         topic: impl Into<String>,

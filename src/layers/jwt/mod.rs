@@ -87,7 +87,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -95,6 +95,8 @@ use tower_service::Service;
 pub use crate::layers::future::ResponseFuture;
 pub use claims::Claims;
 pub use error::{JwtError, JwtErrorKind, KeyError};
+/// Re-exported from `jsonwebtoken`, so that callers never pin a second copy.
+pub use jsonwebtoken::{Algorithm, DecodingKey};
 pub use keys::KeySet;
 
 use self::cache::ClaimsCache;
