@@ -662,6 +662,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_token_is_kept_by_default_and_dropped_on_request() {
+        let failing = || {
+            service_fn(|_: Record| async {
+                Err::<(), _>(crate::Error::new(ErrorKind::Invalid, "bad"))
+            })
+        };
+        let record = || {
+            testkit::record("orders")
+                .header("Authorization", "Bearer t0k3n")
+                .header("x-kept", "1")
+                .build()
+        };
+        let kept = RecordingProducer::new();
+        let mut chain = DeadLetterLayer::new(kept.clone()).layer(failing());
+        testkit::call(&mut chain, record()).await.unwrap();
+        assert_eq!(
+            kept.records()[0].header_str("Authorization"),
+            Some("Bearer t0k3n"),
+            "kept by default, for replay"
+        );
+
+        let dropped = RecordingProducer::new();
+        let mut chain = DeadLetterLayer::new(dropped.clone())
+            .drop_header("authorization")
+            .layer(failing());
+        testkit::call(&mut chain, record()).await.unwrap();
+        let dead = &dropped.records()[0];
+        assert!(!dead.headers().contains("authorization"));
+        assert_eq!(dead.header_str("x-kept"), Some("1"));
+    }
+
+    #[tokio::test]
     async fn a_panic_is_dead_lettered_with_headers_and_context() {
         let dlq = RecordingProducer::new();
         let mut chain = ServiceBuilder::new()
