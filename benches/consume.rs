@@ -6,12 +6,18 @@
 //! scripts/kafka bench                         # also on a real Apache Kafka broker
 //! ```
 //!
-//! With `LIGHT_KAFKA_BENCH_BOOTSTRAP` set, the same measurements run against
-//! that cluster and the rows are named `…-real`.
+//! By default the embedded broker runs in a process of its own; with
+//! `LIGHT_KAFKA_BENCH_IN_PROCESS=1` inside the bench (rows `…-in-process`);
+//! with `LIGHT_KAFKA_BENCH_BOOTSTRAP` set, against that cluster (rows `…-real`).
 //!
 //! - `consume-runtime-vs-raw`: records/s of the light-kafka runtime with an
-//!   empty handler, divided by records/s of a plain rdkafka `StreamConsumer`
-//!   loop reading the same topic. Rounds alternate; the median ratio is reported.
+//!   empty handler, divided by records/s of a plain rdkafka `BaseConsumer`
+//!   poll loop reading the same topic. Rounds alternate; the median ratio is
+//!   reported.
+//! - `consume-chain-vs-raw`: the same with the canonical chain around the
+//!   handler: catch-panic, metrics (Prometheus recorder installed, nothing
+//!   scraping), propagate (records without headers: ids are generated), trace
+//!   (no subscriber), audit (to a no-op sink), dead-letter, retry.
 //! - `key-ordered-speedup`: one partition, 100 keys, a 2 ms handler; records/s
 //!   in key-ordered mode divided by records/s in partition-ordered mode.
 //!
@@ -27,12 +33,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use light_kafka::builder::ServiceBuilderExt;
+use light_kafka::layers::audit::{AuditLayer, NullSink};
+use light_kafka::layers::retry::RetryPolicy;
 use light_kafka::record::Record;
 use light_kafka::service::consumer::{Consumer, Ordering, RUNTIME_DEFAULTS};
 use light_kafka::service::producer::Producer;
 use rdkafka::Message as _;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use tower::{Service, ServiceExt, service_fn};
 
 #[path = "support/broker.rs"]
@@ -80,22 +89,37 @@ fn client_config(kafka: &Broker, group: &str) -> ClientConfig {
     config
 }
 
-/// Records per second of a bare `StreamConsumer` loop.
-async fn raw(kafka: &Broker, topic: &str, n: usize, round: usize) -> f64 {
-    let consumer: StreamConsumer = client_config(kafka, &format!("raw-{round}"))
+/// Records per second of a bare `BaseConsumer` poll loop (on a blocking
+/// thread: `poll` blocks).
+async fn raw_base(kafka: &Broker, topic: &str, n: usize, round: usize) -> f64 {
+    let consumer: BaseConsumer = client_config(kafka, &format!("raw-base-{round}"))
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let mut stream = consumer.stream();
-    let first = stream.next().await.expect("stream").expect("message");
-    std::hint::black_box(first.payload());
-    drop(first);
-    let start = Instant::now();
-    for _ in 1..n {
-        let message = stream.next().await.expect("stream").expect("message");
-        std::hint::black_box(message.payload());
-    }
-    (n - 1) as f64 / start.elapsed().as_secs_f64()
+    tokio::task::spawn_blocking(move || {
+        let next = || loop {
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                let message = message.expect("message");
+                std::hint::black_box(message.payload());
+                return;
+            }
+        };
+        next();
+        let start = Instant::now();
+        for _ in 1..n {
+            next();
+        }
+        (n - 1) as f64 / start.elapsed().as_secs_f64()
+    })
+    .await
+    .expect("raw loop")
+}
+
+/// Which service the runtime serves.
+#[derive(Clone, Copy, PartialEq)]
+enum Served {
+    Handler,
+    CanonicalChain,
 }
 
 /// Records per second of the runtime with `handler_delay` per record.
@@ -106,6 +130,27 @@ async fn runtime(
     group: String,
     ordering: Ordering,
     handler_delay: Duration,
+) -> f64 {
+    serve(
+        kafka,
+        topic,
+        n,
+        group,
+        ordering,
+        handler_delay,
+        Served::Handler,
+    )
+    .await
+}
+
+async fn serve(
+    kafka: &Broker,
+    topic: &str,
+    n: usize,
+    group: String,
+    ordering: Ordering,
+    handler_delay: Duration,
+    served: Served,
 ) -> f64 {
     let consumer = Consumer::builder()
         .properties(
@@ -141,7 +186,25 @@ async fn runtime(
             }
         })
     };
-    consumer.serve(handler).await.expect("serve");
+    match served {
+        Served::Handler => consumer.serve(handler).await.expect("serve"),
+        Served::CanonicalChain => {
+            let dlq = Producer::builder()
+                .bootstrap_servers(kafka.bootstrap_servers())
+                .build()
+                .expect("dead-letter producer");
+            let chain = tower::ServiceBuilder::new()
+                .catch_record_panic()
+                .metrics_consume("bench")
+                .propagate_consume()
+                .trace_consume()
+                .audit(AuditLayer::consumer("bench", NullSink))
+                .dead_letter(dlq)
+                .retry_records(RetryPolicy::new(3))
+                .service(handler);
+            consumer.serve(chain).await.expect("serve")
+        }
+    }
     let (first, last) = *times.lock().unwrap();
     (n - 1) as f64 / (last.expect("last") - first.expect("first")).as_secs_f64()
 }
@@ -151,17 +214,17 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-async fn consume_runtime_vs_raw() {
+async fn consume_runtime_vs_raw(kafka: &Broker, chain: bool) {
     const N: usize = 400_000;
-    let kafka = Broker::start();
     let topic = &kafka.create_topic("bench", 4).await;
-    produce(&kafka, topic, 4, N, 1_000).await;
+    produce(kafka, topic, 4, N, 1_000).await;
 
     let (mut raws, mut runtimes, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut chains, mut chain_ratios) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let raw = raw(&kafka, topic, N, round).await;
+        let raw = raw_base(kafka, topic, N, round).await;
         let rt = runtime(
-            &kafka,
+            kafka,
             topic,
             N,
             format!("runtime-{round}"),
@@ -169,38 +232,62 @@ async fn consume_runtime_vs_raw() {
             Duration::ZERO,
         )
         .await;
-        println!(
+        print!(
             "round {round}: raw {raw:.0} rec/s, runtime {rt:.0} rec/s, ratio {:.3}",
             rt / raw
         );
+        if chain {
+            let ch = serve(
+                kafka,
+                topic,
+                N,
+                format!("chain-{round}"),
+                Ordering::Partition,
+                Duration::ZERO,
+                Served::CanonicalChain,
+            )
+            .await;
+            print!(", chain {ch:.0} rec/s, ratio {:.3}", ch / raw);
+            chains.push(ch);
+            chain_ratios.push(ch / raw);
+        }
+        println!();
         raws.push(raw);
         runtimes.push(rt);
         ratios.push(rt / raw);
     }
+    let suffix = kafka.suffix();
+    let command = kafka.command("consume");
     println!(
-        "consume-raw-rdkafka{0}: median {1:.0} rec/s; consume-runtime{0}: median {2:.0} rec/s",
-        kafka.suffix(),
+        "consume-raw-rdkafka{suffix}: median {:.0} rec/s; consume-runtime{suffix}: median {:.0} rec/s",
         median(&mut raws),
         median(&mut runtimes)
     );
     println!(
-        "| consume-runtime-vs-raw{} | {:.3} | ratio | `{}` |",
-        kafka.suffix(),
-        median(&mut ratios),
-        kafka.command("consume")
+        "| consume-runtime-vs-raw{suffix} | {:.3} | ratio | `{command}` |",
+        median(&mut ratios)
     );
+    if chain {
+        println!(
+            "consume-chain{suffix}: median {:.0} rec/s",
+            median(&mut chains)
+        );
+        println!(
+            "| consume-chain-vs-raw{suffix} | {:.3} | ratio | `{command}` |",
+            median(&mut chain_ratios)
+        );
+    }
 }
 
-async fn key_ordered_speedup() {
+async fn key_ordered_speedup(kafka: &Broker) {
     const N: usize = 1_000;
-    let kafka = Broker::start();
     let topic = &kafka.create_topic("keys", 1).await;
-    produce(&kafka, topic, 1, N, 100).await;
+    produce(kafka, topic, 1, N, 100).await;
     let delay = Duration::from_millis(2);
     let mut ratios = Vec::new();
     for round in 0..3 {
         let partition = runtime(
-            &kafka,
+            kafka,
             topic,
             N,
             format!("partition-{round}"),
@@ -209,7 +296,7 @@ async fn key_ordered_speedup() {
         )
         .await;
         let key = runtime(
-            &kafka,
+            kafka,
             topic,
             N,
             format!("key-{round}"),
@@ -232,6 +319,9 @@ async fn key_ordered_speedup() {
 }
 
 fn main() {
+    if broker::serve_if_child() {
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and
     // only wants to know that this builds.
     if !std::env::args().any(|a| a == "--bench") {
@@ -244,11 +334,17 @@ fn main() {
         .expect("tokio");
     let only = std::env::var("LIGHT_KAFKA_BENCH").unwrap_or_default();
     runtime.block_on(async {
+        let kafka = Broker::start();
+        // The recorder of a production service; the chain's metrics go to it.
+        let _ = light_kafka::layers::metrics::prometheus::install_recorder(
+            light_kafka::layers::metrics::prometheus::UPKEEP_INTERVAL,
+        );
         if only.is_empty() || only == "consume-runtime-vs-raw" {
-            consume_runtime_vs_raw().await;
+            // The chain row is measured on the embedded broker.
+            consume_runtime_vs_raw(&kafka, kafka.suffix() != "-real").await;
         }
         if only.is_empty() || only == "key-ordered-speedup" {
-            key_ordered_speedup().await;
+            key_ordered_speedup(&kafka).await;
         }
     });
 }

@@ -96,9 +96,19 @@ fn jwt(c: &mut Criterion) {
 
 fn propagate(c: &mut Criterion) {
     let token = token();
+    // A record from a client that sends no ids: one is generated (UUID v7).
     run(
         c,
         "propagate-consume",
+        PropagateLayer::consume().layer(Accept),
+        testkit::record("orders")
+            .key("order-42")
+            .value(r#"{"item":"coffee","quantity":2}"#)
+            .build(),
+    );
+    run(
+        c,
+        "propagate-consume-ids-present",
         PropagateLayer::consume().layer(Accept),
         consumed(&token),
     );
@@ -247,10 +257,15 @@ fn observability(c: &mut Criterion) {
     use light_kafka::layers::audit::{AuditLayer, NullSink};
     use light_kafka::layers::metrics::MetricsLayer;
     use light_kafka::layers::trace::TraceLayer;
-    // A real recorder, as in production (Prometheus, without its HTTP server);
-    // no tracing subscriber and so no OpenTelemetry exporter.
-    let _ = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    // A real recorder, as in production (Prometheus with its upkeep, without
+    // its HTTP server); no tracing subscriber and so no OpenTelemetry exporter.
+    let _ = light_kafka::layers::metrics::prometheus::install_recorder(
+        light_kafka::layers::metrics::prometheus::UPKEEP_INTERVAL,
+    );
     let record = consumed(&token());
+    // What every row below pays besides its layer: the call of a service that
+    // accepts at once, and dropping the six-header record.
+    run(c, "baseline-accept", Accept, record.clone());
     run(
         c,
         "trace-consume",

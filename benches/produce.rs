@@ -12,6 +12,11 @@
 //!   up to as many deliveries in flight. Both use the same librdkafka settings
 //!   (idempotence, `linger.ms`, batch size). Rounds alternate; the median of
 //!   the per-round ratios is reported.
+//! - `produce-oneshot-vs-raw`: the same, each record sent with
+//!   `producer.clone().oneshot(record)` (up to as many in flight as the raw
+//!   side), the way a handler producing one record at a time uses it.
+//! - `produce-chain-vs-raw`: `call_all` through the producer chain (metrics,
+//!   propagate, trace) around the `Producer`.
 //!
 //! With `LIGHT_KAFKA_BENCH_BOOTSTRAP` set the rows are named `…-real`.
 
@@ -84,20 +89,59 @@ async fn raw(kafka: &Broker, topic: &str) -> f64 {
     N as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn service(kafka: &Broker, topic: &str) -> f64 {
+fn producer(kafka: &Broker) -> Producer {
     let mut builder = Producer::builder().bootstrap_servers(kafka.bootstrap_servers());
     for (key, value) in SETTINGS {
         builder = builder.set(key, value);
     }
-    let producer = builder.build().expect("producer");
+    builder.build().expect("producer")
+}
+
+fn record(topic: &str, i: usize) -> Record {
+    Record::builder(topic)
+        .partition((i % 4) as i32)
+        .key((i % 1000).to_string())
+        .value(value(i))
+        .build()
+}
+
+async fn oneshot(kafka: &Broker, topic: &str) -> f64 {
+    let producer = producer(kafka);
+    let start = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    for i in 0..N {
+        pending.push(producer.clone().oneshot(record(topic, i)));
+        while pending.len() >= IN_FLIGHT {
+            pending.next().await.expect("pending").expect("delivery");
+        }
+    }
+    while let Some(result) = pending.next().await {
+        result.expect("delivery");
+    }
+    N as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn chain(kafka: &Broker, topic: &str) -> f64 {
+    use light_kafka::builder::ServiceBuilderExt;
+    let chain = tower::ServiceBuilder::new()
+        .metrics_produce("bench")
+        .propagate_produce("bench")
+        .trace_produce()
+        .service(producer(kafka));
     let topic = topic.to_owned();
-    let records = stream::iter(0..N).map(move |i| {
-        Record::builder(topic.as_str())
-            .partition((i % 4) as i32)
-            .key((i % 1000).to_string())
-            .value(value(i))
-            .build()
-    });
+    let records = stream::iter(0..N).map(move |i| record(&topic, i));
+    let start = Instant::now();
+    let mut responses = chain.call_all(records);
+    while let Some(result) = responses.next().await {
+        result.expect("delivery");
+    }
+    N as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn service(kafka: &Broker, topic: &str) -> f64 {
+    let producer = producer(kafka);
+    let topic = topic.to_owned();
+    let records = stream::iter(0..N).map(move |i| record(&topic, i));
     let start = Instant::now();
     let mut responses = producer.call_all(records);
     while let Some(result) = responses.next().await {
@@ -112,6 +156,9 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
+    if broker::serve_if_child() {
+        return;
+    }
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
@@ -123,29 +170,42 @@ fn main() {
     runtime.block_on(async {
         let kafka = Broker::start();
         let topic = kafka.create_topic("produce-bench", 4).await;
-        let (mut raws, mut services, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let _ = light_kafka::layers::metrics::prometheus::install_recorder(
+            light_kafka::layers::metrics::prometheus::UPKEEP_INTERVAL,
+        );
+        let mut rows: [(&str, Vec<f64>); 3] = [
+            ("produce-vs-raw", Vec::new()),
+            ("produce-oneshot-vs-raw", Vec::new()),
+            ("produce-chain-vs-raw", Vec::new()),
+        ];
+        let mut raws = Vec::new();
         for round in 0..ROUNDS {
             let raw = raw(&kafka, &topic).await;
-            let svc = service(&kafka, &topic).await;
-            println!(
-                "round {round}: raw {raw:.0} rec/s, service {svc:.0} rec/s, ratio {:.3}",
-                svc / raw
-            );
+            let figures = [
+                service(&kafka, &topic).await,
+                oneshot(&kafka, &topic).await,
+                chain(&kafka, &topic).await,
+            ];
+            print!("round {round}: raw {raw:.0} rec/s");
+            for ((name, ratios), figure) in rows.iter_mut().zip(figures) {
+                print!(", {name} {:.3}", figure / raw);
+                ratios.push(figure / raw);
+            }
+            println!();
             raws.push(raw);
-            services.push(svc);
-            ratios.push(svc / raw);
         }
         println!(
-            "produce-raw-rdkafka{0}: median {1:.0} rec/s; produce-service{0}: median {2:.0} rec/s",
+            "produce-raw-rdkafka{}: median {:.0} rec/s",
             kafka.suffix(),
-            median(&mut raws),
-            median(&mut services)
+            median(&mut raws)
         );
-        println!(
-            "| produce-vs-raw{} | {:.3} | ratio | `{}` |",
-            kafka.suffix(),
-            median(&mut ratios),
-            kafka.command("produce")
-        );
+        for (name, ratios) in &mut rows {
+            println!(
+                "| {name}{} | {:.3} | ratio | `{}` |",
+                kafka.suffix(),
+                median(ratios),
+                kafka.command("produce")
+            );
+        }
     });
 }

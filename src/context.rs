@@ -306,19 +306,17 @@ pub struct ContextFields {
 }
 
 impl RecordContext {
-    /// The record's context, inserted into its extensions if absent.
+    /// The record's context, created if absent.
     pub fn of(record: &mut Record) -> RecordContext {
-        if let Some(context) = record.extensions().get::<RecordContext>() {
-            return context.clone();
-        }
-        let context = RecordContext::default();
-        record.extensions_mut().insert(context.clone());
-        context
+        record
+            .context
+            .get_or_insert_with(RecordContext::default)
+            .clone()
     }
 
     /// The record's context, if a layer created one.
     pub fn get(record: &Record) -> Option<RecordContext> {
-        record.extensions().get::<RecordContext>().cloned()
+        record.context.clone()
     }
 
     /// A copy of the fields.

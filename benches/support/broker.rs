@@ -1,6 +1,16 @@
-//! The broker a bench runs on: the embedded one, or the real cluster named by
-//! `LIGHT_KAFKA_BENCH_BOOTSTRAP` (`scripts/kafka bench` starts one and sets it).
+//! The broker a bench runs on:
+//!
+//! - a real cluster, when `LIGHT_KAFKA_BENCH_BOOTSTRAP` names one
+//!   (`scripts/kafka bench` starts one and sets it): rows end in `-real`;
+//! - the embedded broker inside the bench process, when
+//!   `LIGHT_KAFKA_BENCH_IN_PROCESS=1`: rows end in `-in-process`;
+//! - otherwise the embedded broker in a process of its own (this bench binary
+//!   run again as a broker host), so that the broker's threads are not the
+//!   measured process's: rows without a suffix.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use light_kafka::service::embedded::EmbeddedKafka;
@@ -8,30 +18,80 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
+const CHILD: &str = "LIGHT_KAFKA_BENCH_BROKER_CHILD";
+
 pub(crate) enum Broker {
     Embedded(EmbeddedKafka),
+    Process {
+        bootstrap: String,
+        child: Child,
+        control: Mutex<(ChildStdin, BufReader<ChildStdout>)>,
+    },
     Real(String),
+}
+
+/// When this process is a broker host (see the module docs), serves until
+/// its standard input closes and returns `true`.
+pub(crate) fn serve_if_child() -> bool {
+    if std::env::var_os(CHILD).is_none() {
+        return false;
+    }
+    let kafka = EmbeddedKafka::start().expect("embedded broker");
+    println!("{}", kafka.bootstrap_servers());
+    for line in std::io::stdin().lines() {
+        let line = line.expect("stdin");
+        let mut words = line.split_whitespace();
+        if let (Some("create"), Some(topic), Some(partitions)) =
+            (words.next(), words.next(), words.next())
+        {
+            kafka
+                .create_topic(topic, partitions.parse().expect("partitions"))
+                .expect("topic");
+            println!("ok");
+        }
+    }
+    true
 }
 
 impl Broker {
     pub(crate) fn start() -> Broker {
-        match std::env::var("LIGHT_KAFKA_BENCH_BOOTSTRAP") {
-            Ok(bootstrap) if !bootstrap.trim().is_empty() => Broker::Real(bootstrap),
-            _ => Broker::Embedded(EmbeddedKafka::start().expect("embedded broker")),
+        if let Ok(bootstrap) = std::env::var("LIGHT_KAFKA_BENCH_BOOTSTRAP")
+            && !bootstrap.trim().is_empty()
+        {
+            return Broker::Real(bootstrap);
+        }
+        if std::env::var("LIGHT_KAFKA_BENCH_IN_PROCESS").is_ok_and(|v| v == "1") {
+            return Broker::Embedded(EmbeddedKafka::start().expect("embedded broker"));
+        }
+        let mut child = Command::new(std::env::current_exe().expect("bench binary"))
+            .env(CHILD, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("broker process");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut bootstrap = String::new();
+        stdout.read_line(&mut bootstrap).expect("bootstrap line");
+        Broker::Process {
+            bootstrap: bootstrap.trim().to_owned(),
+            child,
+            control: Mutex::new((stdin, stdout)),
         }
     }
 
     pub(crate) fn bootstrap_servers(&self) -> &str {
         match self {
             Broker::Embedded(kafka) => kafka.bootstrap_servers(),
-            Broker::Real(bootstrap) => bootstrap,
+            Broker::Process { bootstrap, .. } | Broker::Real(bootstrap) => bootstrap,
         }
     }
 
-    /// `-real` on a real cluster: the suffix of the summary rows.
+    /// The suffix of the summary rows (see the module docs).
     pub(crate) fn suffix(&self) -> &'static str {
         match self {
-            Broker::Embedded(_) => "",
+            Broker::Embedded(_) => "-in-process",
+            Broker::Process { .. } => "",
             Broker::Real(_) => "-real",
         }
     }
@@ -39,7 +99,10 @@ impl Broker {
     /// The command that produces this bench's rows.
     pub(crate) fn command(&self, bench: &str) -> String {
         match self {
-            Broker::Embedded(_) => format!("cargo bench --bench {bench}"),
+            Broker::Embedded(_) => {
+                format!("LIGHT_KAFKA_BENCH_IN_PROCESS=1 cargo bench --bench {bench}")
+            }
+            Broker::Process { .. } => format!("cargo bench --bench {bench}"),
             Broker::Real(_) => format!("scripts/kafka bench {bench}"),
         }
     }
@@ -50,6 +113,14 @@ impl Broker {
         match self {
             Broker::Embedded(kafka) => {
                 kafka.create_topic(base, partitions).expect("topic");
+                base.to_owned()
+            }
+            Broker::Process { control, .. } => {
+                let mut control = control.lock().unwrap();
+                writeln!(control.0, "create {base} {partitions}").expect("to the broker");
+                let mut ok = String::new();
+                control.1.read_line(&mut ok).expect("from the broker");
+                assert_eq!(ok.trim(), "ok");
                 base.to_owned()
             }
             Broker::Real(bootstrap) => {
@@ -71,6 +142,15 @@ impl Broker {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 name
             }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Broker::Process { child, .. } = self {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -175,7 +175,11 @@ impl Clients {
     }
 }
 
-type Views = HashMap<(Arc<str>, Outcome), (Histogram, Counter)>;
+/// The handles of one label value, one pair per [`Outcome`].
+type PerOutcome = [Option<(Histogram, Counter)>; 5];
+/// Label value (topic or client) → its handles; hashed with foldhash, keyed
+/// by the shared name the runtime passes for every record of a topic.
+type Views = HashMap<Arc<str>, PerOutcome, foldhash::fast::FixedState>;
 
 #[derive(Default)]
 struct State {
@@ -236,19 +240,29 @@ impl Handles {
     fn record(&self, topic: &Arc<str>, client: Option<&Arc<str>>, outcome: Outcome, seconds: f64) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let state = &mut *state;
-        let (histogram, counter) = state
-            .service_view
-            .entry((topic.clone(), outcome))
-            .or_insert_with(|| self.register(0, topic, outcome));
+        let (histogram, counter) = self.handles(&mut state.service_view, 0, topic, outcome);
         histogram.record(seconds);
         counter.increment(1);
         let client = self.clients.label(&mut state.clients_seen, client);
-        let (histogram, counter) = state
-            .client_view
-            .entry((client.clone(), outcome))
-            .or_insert_with(|| self.register(1, &client, outcome));
+        let (histogram, counter) = self.handles(&mut state.client_view, 1, &client, outcome);
         histogram.record(seconds);
         counter.increment(1);
+    }
+
+    /// The cached handles of `label` and `outcome` in `view`, registered on
+    /// first use.
+    fn handles<'a>(
+        &self,
+        views: &'a mut Views,
+        view: usize,
+        label: &Arc<str>,
+        outcome: Outcome,
+    ) -> &'a (Histogram, Counter) {
+        if !views.contains_key(label) {
+            views.insert(label.clone(), PerOutcome::default());
+        }
+        let per_outcome = views.get_mut(label).expect("inserted above");
+        per_outcome[outcome as usize].get_or_insert_with(|| self.register(view, label, outcome))
     }
 }
 
@@ -446,8 +460,45 @@ pub mod prometheus {
         pub address: SocketAddr,
     }
 
+    /// How often [`install_recorder`] drains the recorder's histograms.
+    pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
     /// Installs a Prometheus recorder as the global `metrics` recorder and
-    /// serves `GET /metrics` on `address` (port 0 picks a free port).
+    /// keeps it small: a thread runs its upkeep every `upkeep` (see
+    /// [`UPKEEP_INTERVAL`]). The recorder buffers every histogram sample until
+    /// upkeep or a scrape drains it, so a recorder installed with
+    /// `PrometheusBuilder::install_recorder` and never scraped grows without
+    /// bound; this one does not.
+    ///
+    /// # Errors
+    ///
+    /// When a global recorder is already installed.
+    ///
+    /// ```
+    /// use light_kafka::layers::metrics::prometheus;
+    ///
+    /// let handle = prometheus::install_recorder(prometheus::UPKEEP_INTERVAL)?;
+    /// metrics::counter!("orders").increment(1);
+    /// assert!(handle.render().contains("orders 1"));
+    /// # Ok::<_, light_kafka::BoxError>(())
+    /// ```
+    pub fn install_recorder(upkeep: std::time::Duration) -> Result<PrometheusHandle, BoxError> {
+        let handle = PrometheusBuilder::new().install_recorder()?;
+        let drained = handle.clone();
+        std::thread::Builder::new()
+            .name("light-kafka-metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(upkeep);
+                    drained.run_upkeep();
+                }
+            })?;
+        Ok(handle)
+    }
+
+    /// Installs a Prometheus recorder as the global `metrics` recorder (with
+    /// its upkeep, as [`install_recorder`]) and serves `GET /metrics` on
+    /// `address` (port 0 picks a free port).
     ///
     /// # Errors
     ///
@@ -462,7 +513,7 @@ pub mod prometheus {
     pub async fn serve(address: SocketAddr) -> Result<Exporter, BoxError> {
         let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
-        let handle = PrometheusBuilder::new().install_recorder()?;
+        let handle = install_recorder(UPKEEP_INTERVAL)?;
         let renderer = handle.clone();
         tokio::spawn(async move {
             loop {

@@ -122,6 +122,10 @@ pub struct Record {
     value: Option<Bytes>,
     headers: Headers,
     extensions: Extensions,
+    /// The per-record context of the layers ([`crate::context::RecordContext`]),
+    /// kept apart from the extensions: every chain uses it, and a field costs
+    /// no map and no box.
+    pub(crate) context: Option<crate::context::RecordContext>,
 }
 
 impl Record {
@@ -136,6 +140,7 @@ impl Record {
             value: None,
             headers: Headers::new(),
             extensions: Extensions::new(),
+            context: None,
         }
     }
 
@@ -306,6 +311,7 @@ impl Record {
             value: self.value.clone(),
             headers: self.headers.clone(),
             extensions: Extensions::new(),
+            context: None,
         }
     }
 }

@@ -96,6 +96,8 @@ struct Config {
     settings: Settings,
     /// The last hash of the chain, when chaining.
     chain: Option<Mutex<String>>,
+    /// Whether the sink reads entries ([`AuditSink::enabled`]), asked once.
+    enabled: bool,
 }
 
 impl std::ops::Deref for Config {
@@ -194,6 +196,7 @@ impl<S> Layer<S> for AuditLayer {
         Audit {
             inner,
             config: Arc::new(Config {
+                enabled: self.settings.sink.enabled(),
                 settings: self.settings.clone(),
                 chain: self.chain.then(|| Mutex::new("0".repeat(64))),
             }),
@@ -252,6 +255,14 @@ where
     }
 
     fn call(&mut self, mut record: Record) -> Self::Future {
+        if !self.config.enabled {
+            return ResponseFuture {
+                future: self.inner.call(record),
+                seen: None,
+                start: None,
+                config: self.config.clone(),
+            };
+        }
         let headers = self
             .config
             .headers
@@ -277,7 +288,7 @@ where
         ResponseFuture {
             future: self.inner.call(record),
             seen: Some(seen),
-            start: Instant::now(),
+            start: Some(Instant::now()),
             config: self.config.clone(),
         }
     }
@@ -289,7 +300,7 @@ pin_project! {
         #[pin]
         future: F,
         seen: Option<Seen>,
-        start: Instant,
+        start: Option<Instant>,
         config: Arc<Config>,
     }
 }
@@ -305,7 +316,10 @@ where
         let this = self.project();
         let result = ready!(this.future.poll(cx)).map_err(Into::into);
         let config = &**this.config;
-        let seen = this.seen.take().expect("polled after completion");
+        let Some(seen) = this.seen.take() else {
+            // The sink reads nothing: nothing to build.
+            return Poll::Ready(result);
+        };
         let fields = seen.context.fields();
         // A record the dead-letter layer settled is a failure for the audit
         // trail, though the chain as a whole returned `Ok`.
@@ -342,7 +356,9 @@ where
             error: config.mask("error", error),
             stack_trace: config.mask("stackTrace", stack_trace),
             timestamp: Timestamp::now().millis().unwrap_or_default(),
-            latency_ms: this.start.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: this
+                .start
+                .map_or(0.0, |start| start.elapsed().as_secs_f64() * 1000.0),
             headers: seen.headers,
             prev_hash: None,
             hash: None,
@@ -509,6 +525,33 @@ mod tests {
             "{json}"
         );
         assert_eq!(entries[0].key.as_deref(), Some(&b"***"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_reads_nothing_gets_nothing_built() {
+        struct Off(Arc<Mutex<usize>>);
+        impl AuditSink for Off {
+            fn write(&self, _: AuditEntry) {
+                *self.0.lock().unwrap() += 1;
+            }
+            fn enabled(&self) -> bool {
+                false
+            }
+        }
+        let written = Arc::new(Mutex::new(0));
+        let mut svc = AuditLayer::consumer("svc", Off(written.clone())).layer(Accept);
+        testkit::call(&mut svc, testkit::record("t").build())
+            .await
+            .unwrap();
+        assert_eq!(*written.lock().unwrap(), 0, "no entry for a disabled sink");
+        assert!(!NullSink.enabled());
+        let (entries, sink) = collect();
+        assert!(sink.enabled(), "closures read what they get");
+        let mut svc = AuditLayer::consumer("svc", sink).layer(Accept);
+        testkit::call(&mut svc, testkit::record("t").build())
+            .await
+            .unwrap();
+        assert_eq!(entries.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

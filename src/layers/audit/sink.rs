@@ -13,6 +13,13 @@ use crate::record::Record;
 pub trait AuditSink: Send + Sync + 'static {
     /// Takes one entry.
     fn write(&self, entry: AuditEntry);
+
+    /// Whether this sink reads entries at all. A sink that says `false`
+    /// ([`NullSink`]) makes the audit layer step aside: no entry is built,
+    /// and the record costs nothing to audit. Default: `true`.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 impl<F> AuditSink for F
@@ -41,6 +48,10 @@ pub struct NullSink;
 
 impl AuditSink for NullSink {
     fn write(&self, _entry: AuditEntry) {}
+
+    fn enabled(&self) -> bool {
+        false
+    }
 }
 
 /// Produces each entry to an audit topic, keyed by correlation id (as
