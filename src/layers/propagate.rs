@@ -84,7 +84,12 @@ pub struct UuidV7;
 
 impl MakeCorrelationId for UuidV7 {
     fn make(&self) -> String {
-        uuid::Uuid::now_v7().to_string()
+        // Encoded straight into a buffer: no formatting machinery per record.
+        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::now_v7()
+            .hyphenated()
+            .encode_lower(&mut buffer)
+            .to_owned()
     }
 }
 
@@ -365,6 +370,17 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_hyphenated_uuid_v7() {
+        let a = UuidV7.make();
+        let b = UuidV7.make();
+        assert_eq!(a.len(), 36);
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(parsed.hyphenated().to_string(), a, "lower case, hyphenated");
+        assert!(a < b, "time-ordered");
+    }
     use crate::testkit::{self, RecordingProducer};
     use std::convert::Infallible;
     use tower::{ServiceBuilder, service_fn};
