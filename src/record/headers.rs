@@ -182,49 +182,69 @@ impl fmt::Debug for Header {
 ///
 /// `Debug` output redacts the values of sensitive headers (`authorization`), so a
 /// record can be logged without leaking its token.
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// Cloning is cheap: the entries are shared until one of the clones changes
+/// them (copy on write), so the layers that keep a copy of a record (retry,
+/// dead letters) do not copy its headers.
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<Header>,
+    /// `None` while there are none (no allocation for a record without headers).
+    entries: Option<Arc<Vec<Header>>>,
 }
 
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.slice() == other.slice()
+    }
+}
+
+impl Eq for Headers {}
+
 impl Headers {
+    fn slice(&self) -> &[Header] {
+        self.entries.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// The entries to change, copied first when shared.
+    fn vec_mut(&mut self) -> &mut Vec<Header> {
+        Arc::make_mut(self.entries.get_or_insert_with(Default::default))
+    }
+
     /// No headers.
     pub const fn new() -> Self {
-        Headers {
-            entries: Vec::new(),
-        }
+        Headers { entries: None }
     }
 
     /// No headers, with room for `capacity` of them.
     pub fn with_capacity(capacity: usize) -> Self {
         Headers {
-            entries: Vec::with_capacity(capacity),
+            entries: (capacity > 0).then(|| Arc::new(Vec::with_capacity(capacity))),
         }
     }
 
     /// The number of headers, counting repeats and nulls.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.slice().len()
     }
 
     /// Whether there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.slice().is_empty()
     }
 
     /// Adds a header at the end, keeping any with the same name.
     pub fn append(&mut self, name: impl Into<HeaderName>, value: impl Into<Bytes>) {
-        self.entries.push(Header::new(name, value));
+        self.vec_mut().push(Header::new(name, value));
     }
 
     /// Adds a header with a null value at the end.
     pub fn append_null(&mut self, name: impl Into<HeaderName>) {
-        self.entries.push(Header::null(name));
+        self.vec_mut().push(Header::null(name));
     }
 
     /// Adds a prepared header at the end.
     pub fn push(&mut self, header: Header) {
-        self.entries.push(header);
+        self.vec_mut().push(header);
     }
 
     /// Replaces every header named `name` with one header holding `value`.
@@ -240,20 +260,23 @@ impl Headers {
     /// ```
     pub fn insert(&mut self, name: impl Into<HeaderName>, value: impl Into<Bytes>) {
         let header = Header::new(name, value);
-        self.entries.retain(|h| !h.name.matches(header.name()));
-        self.entries.push(header);
+        self.vec_mut().retain(|h| !h.name.matches(header.name()));
+        self.vec_mut().push(header);
     }
 
     /// Removes every header named `name`, returning how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|h| !h.name.matches(name));
-        before - self.entries.len()
+        if !self.contains(name) {
+            return 0;
+        }
+        let before = self.len();
+        self.vec_mut().retain(|h| !h.name.matches(name));
+        before - self.len()
     }
 
     /// Whether a header named `name` is present (even with a null value).
     pub fn contains(&self, name: &str) -> bool {
-        self.entries.iter().any(|h| h.name.matches(name))
+        self.slice().iter().any(|h| h.name.matches(name))
     }
 
     /// The value of the last header named `name`, or `None` when there is none
@@ -293,7 +316,7 @@ impl Headers {
 
     /// Every header named `name`, in order; a null value is `None`.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Option<&'a [u8]>> + 'a {
-        self.entries
+        self.slice()
             .iter()
             .filter(move |h| h.name.matches(name))
             .map(|h| h.value.as_deref())
@@ -301,11 +324,11 @@ impl Headers {
 
     /// All headers in order.
     pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.entries.iter()
+        self.slice().iter()
     }
 
     fn last(&self, name: &str) -> Option<&Header> {
-        self.entries.iter().rev().find(|h| h.name.matches(name))
+        self.slice().iter().rev().find(|h| h.name.matches(name))
     }
 }
 
@@ -314,33 +337,51 @@ impl<'a> IntoIterator for &'a Headers {
     type IntoIter = std::slice::Iter<'a, Header>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter()
+        self.slice().iter()
     }
 }
 
 impl FromIterator<Header> for Headers {
     fn from_iter<T: IntoIterator<Item = Header>>(iter: T) -> Self {
+        let entries: Vec<Header> = iter.into_iter().collect();
         Headers {
-            entries: iter.into_iter().collect(),
+            entries: (!entries.is_empty()).then(|| Arc::new(entries)),
         }
     }
 }
 
 impl Extend<Header> for Headers {
     fn extend<T: IntoIterator<Item = Header>>(&mut self, iter: T) {
-        self.entries.extend(iter);
+        self.vec_mut().extend(iter);
     }
 }
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.entries.iter()).finish()
+        f.debug_list().entries(self.slice().iter()).finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clones_share_until_one_changes() {
+        let mut a = Headers::new();
+        assert!(a.entries.is_none(), "no allocation without headers");
+        a.append("x", "1");
+        let mut b = a.clone();
+        assert!(Arc::ptr_eq(
+            a.entries.as_ref().unwrap(),
+            b.entries.as_ref().unwrap()
+        ));
+        b.append("y", "2");
+        assert_eq!((a.len(), b.len()), (1, 2), "the clone changed alone");
+        assert_eq!(a.get_str("y"), None);
+        assert_eq!(b.remove("nope"), 0);
+        assert_eq!(Headers::new(), Headers::with_capacity(4), "empty is empty");
+    }
 
     #[test]
     fn keeps_order_duplicates_and_nulls() {
