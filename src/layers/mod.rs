@@ -22,11 +22,14 @@
 //!   generated if the record had none.
 //! - [`trace`] wraps audit and everything below in the record's span.
 //! - [`audit`] records one entry per record, with what inner layers learned.
-//! - [`dead_letter`] is the boundary: failures below it are classified and the
-//!   record settled through `<topic>.dlq`, so layers above see success (and
-//!   metrics an outcome of `dead_lettered`).
-//! - [`retry`] inside the dead-letter layer: a record reaches the dead-letter
-//!   topic only once its retries are spent.
+//! - [`dead_letter`] is the boundary: failures below it are classified; poison
+//!   records are settled through `<topic>.dlq`, so layers above see success
+//!   (and metrics an outcome of `dead_lettered`), while outages (timeouts,
+//!   overload, transient, produce and config failures) go on up to the
+//!   consumer runtime, which backs off and tries the record again without
+//!   committing past it.
+//! - [`retry`] inside the dead-letter layer: quick retries of transient
+//!   failures first; what still fails after them goes back to the runtime.
 //! - [`jwt`] then [`schema`]: reject records that have no business reaching the
 //!   handler, cheapest check first.
 //!
