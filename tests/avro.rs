@@ -343,18 +343,8 @@ async fn undecodable_and_unfit_values_are_typed_errors() {
 async fn an_unresponsive_registry_times_out_as_a_transient_failure() {
     use light_kafka::layers::http_client::Timeouts;
 
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", silent.local_addr().unwrap());
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let accepting = {
-        let held = held.clone();
-        tokio::spawn(async move {
-            loop {
-                let (socket, _) = silent.accept().await.unwrap();
-                held.lock().unwrap().push(socket);
-            }
-        })
-    };
+    let (silent, accepting) = common::silent_server().await;
+    let url = format!("http://{silent}");
     let registry = SchemaRegistry::with_timeouts(
         url,
         Timeouts::new(Duration::from_millis(200), Duration::from_millis(500)),

@@ -1,6 +1,8 @@
 //! JWT verification: what passes, what is rejected and with which code, JWKS
 //! key rotation over loopback HTTP, per-topic scopes, and token hygiene.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -650,18 +652,8 @@ async fn an_unknown_kid_is_echoed_cut_short() {
 async fn an_unresponsive_or_refusing_key_server_is_a_transient_failure() {
     use light_kafka::layers::http_client::Timeouts;
 
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_url = format!("http://{}/jwks", silent.local_addr().unwrap());
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let accepting = {
-        let held = held.clone();
-        tokio::spawn(async move {
-            loop {
-                let (socket, _) = silent.accept().await.unwrap();
-                held.lock().unwrap().push(socket); // never answered
-            }
-        })
-    };
+    let (silent, accepting) = common::silent_server().await;
+    let silent_url = format!("http://{silent}/jwks");
     let refusing = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();

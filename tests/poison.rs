@@ -361,6 +361,31 @@ async fn outages_are_retried_by_the_runtime_not_dead_lettered() {
     assert_eq!(dead.len(), 0, "an outage reached the dead-letter topic");
 }
 
+/// Serves `topic` (group of the same name) with a handler that finds every
+/// record invalid, behind a dead-letter layer whose producer takes records of
+/// at most 10,000 bytes (`message.max.bytes`).
+fn serve_invalid_with_small_dead_letters(
+    kafka: &common::Kafka,
+    topic: &str,
+) -> (
+    light_kafka::service::consumer::ConsumerHandle,
+    tokio::task::JoinHandle<Result<(), ConsumerError>>,
+) {
+    let producer = Producer::builder()
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .set("message.max.bytes", "10000")
+        .build()
+        .unwrap();
+    let chain = ServiceBuilder::new()
+        .layer(DeadLetterLayer::new(producer))
+        .service(service_fn(|_: Record| async {
+            Err::<(), _>(Error::new(ErrorKind::Invalid, "not a valid record"))
+        }));
+    let runtime = consumer(kafka, topic, topic).build().unwrap();
+    let handle = runtime.handle();
+    (handle, tokio::spawn(runtime.serve(chain)))
+}
+
 /// A dead letter larger than the broker takes is written reduced (value left
 /// out, its size and hash in headers) rather than never.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,20 +405,7 @@ async fn a_dead_letter_too_large_for_the_broker_is_written_reduced() {
             timestamp: 1_600_000_000_000,
         }],
     );
-    // The dead-letter producer's limit is below the record's size.
-    let producer = Producer::builder()
-        .bootstrap_servers(kafka.bootstrap_servers())
-        .set("message.max.bytes", "10000")
-        .build()
-        .unwrap();
-    let chain = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(producer))
-        .service(service_fn(|_: Record| async {
-            Err::<(), _>(Error::new(ErrorKind::Invalid, "too big to handle"))
-        }));
-    let runtime = consumer(&kafka, "huge", "huge").build().unwrap();
-    let handle = runtime.handle();
-    let serving = tokio::spawn(runtime.serve(chain));
+    let (handle, serving) = serve_invalid_with_small_dead_letters(&kafka, "huge");
     let dead = common::read_topic(
         kafka.bootstrap_servers(),
         "huge.dlq",
@@ -452,19 +464,7 @@ async fn a_record_that_cannot_settle_shows_as_a_stalled_partition() {
             timestamp: 1_600_000_000_000,
         }],
     );
-    let producer = Producer::builder()
-        .bootstrap_servers(kafka.bootstrap_servers())
-        .set("message.max.bytes", "10000")
-        .build()
-        .unwrap();
-    let chain = ServiceBuilder::new()
-        .layer(DeadLetterLayer::new(producer))
-        .service(service_fn(|_: Record| async {
-            Err::<(), _>(Error::new(ErrorKind::Invalid, "bad"))
-        }));
-    let runtime = consumer(&kafka, "stuck", "stuck").build().unwrap();
-    let handle = runtime.handle();
-    let serving = tokio::spawn(runtime.serve(chain));
+    let (handle, serving) = serve_invalid_with_small_dead_letters(&kafka, "stuck");
     let stalled = || {
         handle
             .health()

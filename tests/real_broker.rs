@@ -119,6 +119,38 @@ impl CommitWatch {
     }
 }
 
+type Handled = Arc<Mutex<HashSet<(i32, i64)>>>;
+type Counts = Arc<Mutex<HashMap<u64, u32>>>;
+
+/// A handler that takes `delay` per record, then counts the record's value
+/// (a number) and notes its partition and offset as handled.
+fn counting(
+    handled: Handled,
+    counts: Counts,
+    delay: Duration,
+) -> impl tower::Service<
+    Record,
+    Response = (),
+    Error = BoxError,
+    Future = impl Future<Output = Result<(), BoxError>> + Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |record: Record| {
+        let (handled, counts) = (handled.clone(), counts.clone());
+        async move {
+            tokio::time::sleep(delay).await;
+            let value: u64 = record.value_str().unwrap().parse().unwrap();
+            *counts.lock().unwrap().entry(value).or_default() += 1;
+            handled
+                .lock()
+                .unwrap()
+                .insert((record.partition().unwrap(), record.offset().unwrap()));
+            Ok::<_, BoxError>(())
+        }
+    })
+}
+
 async fn wait_for(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     assert!(
         common::eventually(timeout, &mut condition).await,
@@ -146,23 +178,8 @@ async fn broker_killed_with_sigkill_mid_stream_loses_nothing() {
     let watch = CommitWatch::start(&bootstrap, TOPIC, TOPIC, PARTITIONS, handled.clone());
     let runtime = consumer(&bootstrap, TOPIC, TOPIC).build().unwrap();
     let handle = runtime.handle();
-    let handler = {
-        let (handled, values) = (handled.clone(), values.clone());
-        service_fn(move |record: Record| {
-            let (handled, values) = (handled.clone(), values.clone());
-            async move {
-                // Slow enough that the broker dies while records are in flight.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                let value: u64 = record.value_str().unwrap().parse().unwrap();
-                *values.lock().unwrap().entry(value).or_default() += 1;
-                handled
-                    .lock()
-                    .unwrap()
-                    .insert((record.partition().unwrap(), record.offset().unwrap()));
-                Ok::<_, BoxError>(())
-            }
-        })
-    };
+    // Slow enough that the broker dies while records are in flight.
+    let handler = counting(handled.clone(), values.clone(), Duration::from_millis(1));
     let serving = tokio::spawn(runtime.serve(handler));
 
     // The producer paces itself so that the outage falls in the middle.
@@ -444,22 +461,7 @@ async fn rebalance(topic: &str, protocol: &[(&str, &str)]) {
         }
         builder.build().unwrap()
     };
-    let handler = || {
-        let (handled, counts) = (handled.clone(), counts.clone());
-        service_fn(move |record: Record| {
-            let (handled, counts) = (handled.clone(), counts.clone());
-            async move {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                let value: u64 = record.value_str().unwrap().parse().unwrap();
-                *counts.lock().unwrap().entry(value).or_default() += 1;
-                handled
-                    .lock()
-                    .unwrap()
-                    .insert((record.partition().unwrap(), record.offset().unwrap()));
-                Ok::<_, BoxError>(())
-            }
-        })
-    };
+    let handler = || counting(handled.clone(), counts.clone(), Duration::from_millis(2));
 
     let a = member();
     let a_handle = a.handle();

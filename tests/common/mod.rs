@@ -200,6 +200,22 @@ pub fn report(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// A server on loopback that accepts every connection and never answers (the
+/// kind of endpoint a missing timeout hangs on forever). It stops when the
+/// returned task is aborted or the test's runtime ends.
+pub async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            held.push(socket); // kept open, never answered
+        }
+    });
+    (address, accepting)
+}
+
 /// Polls `condition` every 10 ms until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
