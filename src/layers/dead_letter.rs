@@ -407,8 +407,9 @@ pub fn dead_letter_record(
 }
 
 /// The reduced forms of a dead letter the broker refused as too large: first
-/// without the value, then without the consumed headers too.
-fn reduced(dead: &Record, original: &Record, step: usize) -> Record {
+/// without the value, then without the consumed headers too. `consumed` is
+/// how many of the consumed headers `dead` still holds (they come first).
+fn reduced(dead: &Record, original: &Record, consumed: usize, step: usize) -> Record {
     let mut reduced = dead.clone();
     reduced.set_value(None);
     let headers = reduced.headers_mut();
@@ -426,7 +427,6 @@ fn reduced(dead: &Record, original: &Record, step: usize) -> Record {
         hex_sha256(value),
     );
     if step > 0 {
-        let consumed = original.headers().len();
         let kept: crate::record::Headers =
             reduced.headers().iter().skip(consumed).cloned().collect();
         *reduced.headers_mut() = kept;
@@ -571,6 +571,17 @@ where
                     for name in &config.dropped_headers {
                         dead.headers_mut().remove(name);
                     }
+                    // The consumed headers the dead letter still holds, first.
+                    let consumed = original
+                        .headers()
+                        .iter()
+                        .filter(|h| {
+                            !config
+                                .dropped_headers
+                                .iter()
+                                .any(|d| d.eq_ignore_ascii_case(h.name()))
+                        })
+                        .count();
                     let topic = dead.topic().to_owned();
                     let producer = config.producer.clone();
                     let failure = describe(kind, &error.to_string());
@@ -588,7 +599,7 @@ where
                                         topic = %original.topic(), offset = original.offset(),
                                         error = %cause, "dead letter refused; writing a reduced one"
                                     );
-                                    let smaller = reduced(&dead, &original, step);
+                                    let smaller = reduced(&dead, &original, consumed, step);
                                     written = producer
                                         .clone()
                                         .oneshot(smaller)
@@ -658,6 +669,56 @@ mod tests {
         assert_send_sync::<DeadLetterLayer<RecordingProducer>>();
         assert_send_sync::<DeadLetter<testkit::Accept, RecordingProducer>>();
         assert_send::<ResponseFuture<std::future::Ready<Result<(), BoxError>>, RecordingProducer>>(
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_too_large_even_without_its_value_drops_the_consumed_headers() {
+        use crate::service::producer::ProduceError;
+        let written = Arc::new(std::sync::Mutex::new(Vec::<Record>::new()));
+        // A broker that takes nothing with a part over 1,000 bytes.
+        let producer = {
+            let written = written.clone();
+            service_fn(move |record: Record| {
+                let written = written.clone();
+                async move {
+                    let too_large = record.value().is_some_and(|v| v.len() > 1000)
+                        || record
+                            .headers()
+                            .iter()
+                            .any(|h| h.value().is_some_and(|v| v.len() > 1000));
+                    if too_large {
+                        return Err(ProduceError::new(ProduceErrorKind::MessageTooLarge, None));
+                    }
+                    written.lock().unwrap().push(record);
+                    Ok(())
+                }
+            })
+        };
+        let mut chain = DeadLetterLayer::new(producer)
+            .drop_header("authorization")
+            .layer(service_fn(|_: Record| async {
+                Err::<(), _>(crate::Error::new(ErrorKind::Invalid, "bad"))
+            }));
+        let record = testkit::record("orders")
+            .offset(9)
+            .header("authorization", "Bearer t")
+            .header("blob", vec![b'b'; 5000])
+            .header("x", "1")
+            .value(vec![b'v'; 5000])
+            .build();
+        let outcome = testkit::call(&mut chain, record).await.unwrap();
+        assert!(outcome.is_dead_lettered());
+        let dead = written.lock().unwrap()[0].clone();
+        assert_eq!(dead.value(), None);
+        assert!(!dead.headers().contains("blob") && !dead.headers().contains("x"));
+        assert_eq!(dead.header_str(names::DLQ_HEADERS_OMITTED), Some("2"));
+        assert_eq!(dead.header_str(names::DLQ_ORIGINAL_TOPIC), Some("orders"));
+        assert_eq!(dead.header_str(names::DLQ_ORIGINAL_OFFSET), Some("9"));
+        assert_eq!(dead.header_str(names::DLQ_ERROR_KIND), Some("invalid"));
+        assert_eq!(
+            dead.header_str(names::DLQ_ORIGINAL_VALUE_SIZE),
+            Some("5000")
         );
     }
 
