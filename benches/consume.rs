@@ -122,27 +122,8 @@ enum Served {
     CanonicalChain,
 }
 
-/// Records per second of the runtime with `handler_delay` per record.
-async fn runtime(
-    kafka: &Broker,
-    topic: &str,
-    n: usize,
-    group: String,
-    ordering: Ordering,
-    handler_delay: Duration,
-) -> f64 {
-    serve(
-        kafka,
-        topic,
-        n,
-        group,
-        ordering,
-        handler_delay,
-        Served::Handler,
-    )
-    .await
-}
-
+/// Records per second of the runtime serving `served`, with `handler_delay`
+/// per record in the handler.
 async fn serve(
     kafka: &Broker,
     topic: &str,
@@ -223,13 +204,14 @@ async fn consume_runtime_vs_raw(kafka: &Broker, chain: bool) {
     let (mut chains, mut chain_ratios) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let raw = raw_base(kafka, topic, N, round).await;
-        let rt = runtime(
+        let rt = serve(
             kafka,
             topic,
             N,
             format!("runtime-{round}"),
             Ordering::Partition,
             Duration::ZERO,
+            Served::Handler,
         )
         .await;
         print!(
@@ -286,22 +268,24 @@ async fn key_ordered_speedup(kafka: &Broker) {
     let delay = Duration::from_millis(2);
     let mut ratios = Vec::new();
     for round in 0..3 {
-        let partition = runtime(
+        let partition = serve(
             kafka,
             topic,
             N,
             format!("partition-{round}"),
             Ordering::Partition,
             delay,
+            Served::Handler,
         )
         .await;
-        let key = runtime(
+        let key = serve(
             kafka,
             topic,
             N,
             format!("key-{round}"),
             Ordering::Key,
             delay,
+            Served::Handler,
         )
         .await;
         println!(

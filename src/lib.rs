@@ -28,6 +28,7 @@ pub mod prelude;
 pub mod record;
 pub mod service;
 pub mod testkit;
+mod text;
 
 pub use error::{BoxError, Error, ErrorKind};
 /// rdkafka, re-exported: its types appear in this crate's API (client

@@ -15,7 +15,6 @@ use light_kafka::layers::dead_letter::{DeadLetterLayer, Outcome, Route};
 use light_kafka::layers::retry::RetryPolicy;
 use light_kafka::layers::schema::JsonSchemaLayer;
 use light_kafka::record::{Record, names};
-use light_kafka::service::consumer::{Backoff, Consumer, ConsumerBuilder, ErrorPolicy};
 use light_kafka::service::producer::Producer;
 use light_kafka::service::replay::Replay;
 use light_kafka::testkit::{self, RecordingProducer};
@@ -25,19 +24,6 @@ use serde_json::json;
 use tower::retry::RetryLayer;
 use tower::timeout::TimeoutLayer;
 use tower::{Layer, ServiceBuilder, service_fn};
-
-fn consumer(kafka: &impl common::Bootstrap, group: &str, topic: &str) -> ConsumerBuilder {
-    Consumer::builder()
-        .bootstrap_servers(kafka.bootstrap())
-        .group_id(group)
-        .topics([topic])
-        .set("fetch.wait.max.ms", "10")
-        .commit_interval(Duration::from_millis(50))
-        .error_policy(ErrorPolicy::Retry(Backoff::new(
-            Duration::from_millis(5),
-            Duration::from_millis(50),
-        )))
-}
 
 fn order_schema() -> JsonSchemaLayer {
     JsonSchemaLayer::new()
@@ -101,7 +87,9 @@ async fn mixed_input_every_record_handled_or_dead_lettered_exactly() {
         .layer(DeadLetterLayer::new(dlq_producer))
         .layer(order_schema())
         .service(handler);
-    let consumer = consumer(&kafka, "mixed", "mixed-orders").build().unwrap();
+    let consumer = common::consumer(&kafka, "mixed", "mixed-orders")
+        .build()
+        .unwrap();
     let handle = consumer.handle();
     let serving = tokio::spawn(consumer.serve(chain));
     assert!(
@@ -200,7 +188,9 @@ async fn a_failing_dead_letter_topic_holds_the_commit_until_it_recovers() {
         Ok(())
     });
     let chain = DeadLetterLayer::new(dlq_producer).layer(handler);
-    let consumer = consumer(&kafka, "payments", "payments").build().unwrap();
+    let consumer = common::consumer(&kafka, "payments", "payments")
+        .build()
+        .unwrap();
     let handle = consumer.handle();
 
     // The dead-letter topic refuses writes for a while.
@@ -386,7 +376,9 @@ async fn dead_letters_replay_to_the_original_topic_and_then_succeed() {
         })
     };
     let chain = DeadLetterLayer::new(producer.clone()).layer(handler);
-    let consumer = consumer(&kafka, "invoices", "invoices").build().unwrap();
+    let consumer = common::consumer(&kafka, "invoices", "invoices")
+        .build()
+        .unwrap();
     let handle = consumer.handle();
     let serving = tokio::spawn(consumer.serve(chain));
     assert!(common::eventually(Duration::from_secs(30), || handle.health().processed == 6).await);

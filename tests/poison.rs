@@ -13,25 +13,10 @@ use light_kafka::error::{ErrorKind, classify};
 use light_kafka::layers::dead_letter::DeadLetterLayer;
 use light_kafka::layers::propagate::PropagateLayer;
 use light_kafka::record::{Record, Timestamp, names};
-use light_kafka::service::consumer::{
-    Backoff, Consumer, ConsumerBuilder, ConsumerError, ErrorPolicy,
-};
+use light_kafka::service::consumer::{ConsumerError, ErrorPolicy};
 use light_kafka::service::producer::Producer;
 use light_kafka::{BoxError, Error};
 use tower::{ServiceBuilder, service_fn};
-
-fn consumer(kafka: &impl common::Bootstrap, group: &str, topic: &str) -> ConsumerBuilder {
-    Consumer::builder()
-        .bootstrap_servers(kafka.bootstrap())
-        .group_id(group)
-        .topics([topic])
-        .set("fetch.wait.max.ms", "10")
-        .commit_interval(Duration::from_millis(50))
-        .error_policy(ErrorPolicy::Retry(Backoff::new(
-            Duration::from_millis(5),
-            Duration::from_millis(50),
-        )))
-}
 
 fn plain(value: &str) -> RawRecord {
     RawRecord {
@@ -110,7 +95,9 @@ async fn a_header_name_that_is_not_utf8_is_dead_lettered_not_a_crash() {
     let chain = ServiceBuilder::new()
         .layer(DeadLetterLayer::new(producer))
         .service(handler);
-    let runtime = consumer(&kafka, "bad-names", "bad-names").build().unwrap();
+    let runtime = common::consumer(&kafka, "bad-names", "bad-names")
+        .build()
+        .unwrap();
     let handle = runtime.handle();
     let serving = tokio::spawn(runtime.serve(chain));
     let committed_all = || {
@@ -167,7 +154,7 @@ async fn without_a_dead_letter_layer_a_bad_header_name_is_a_typed_error() {
         &[plain("before"), bad_name(), plain("after")],
     );
     let (seen, handler) = recording();
-    let runtime = consumer(&kafka, "bad-names-fail-fast", "bad-names-fail-fast")
+    let runtime = common::consumer(&kafka, "bad-names-fail-fast", "bad-names-fail-fast")
         .error_policy(ErrorPolicy::FailFast)
         .build()
         .unwrap();
@@ -232,7 +219,9 @@ async fn a_dead_letter_is_the_consumed_record_byte_for_byte() {
         .service(service_fn(|_: Record| async {
             Err::<(), _>(Error::new(ErrorKind::Invalid, "no such order"))
         }));
-    let runtime = consumer(&kafka, "faithful", "faithful").build().unwrap();
+    let runtime = common::consumer(&kafka, "faithful", "faithful")
+        .build()
+        .unwrap();
     let handle = runtime.handle();
     let serving = tokio::spawn(runtime.serve(chain));
     let dead = common::read_topic(
@@ -336,7 +325,9 @@ async fn outages_are_retried_by_the_runtime_not_dead_lettered() {
     let chain = ServiceBuilder::new()
         .layer(DeadLetterLayer::new(producer))
         .service(handler);
-    let runtime = consumer(&kafka, "outages", "outages").build().unwrap();
+    let runtime = common::consumer(&kafka, "outages", "outages")
+        .build()
+        .unwrap();
     let handle = runtime.handle();
     let serving = tokio::spawn(runtime.serve(chain));
     assert!(
@@ -381,7 +372,7 @@ fn serve_invalid_with_small_dead_letters(
         .service(service_fn(|_: Record| async {
             Err::<(), _>(Error::new(ErrorKind::Invalid, "not a valid record"))
         }));
-    let runtime = consumer(kafka, topic, topic).build().unwrap();
+    let runtime = common::consumer(kafka, topic, topic).build().unwrap();
     let handle = runtime.handle();
     (handle, tokio::spawn(runtime.serve(chain)))
 }

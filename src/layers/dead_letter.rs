@@ -255,8 +255,8 @@ impl<P: Clone> DeadLetterLayer<P> {
         self
     }
 
-    /// Leaves headers named `name` (matched ignoring ASCII case) out of dead
-    /// letters, for example `authorization` (see the
+    /// Leaves the consumed record's headers named `name` (matched ignoring
+    /// ASCII case) out of its dead letter, for example `authorization` (see the
     /// [module documentation](self) for why the token is kept by default).
     ///
     /// ```
@@ -337,10 +337,7 @@ impl<S, P> DeadLetter<S, P> {
 
 fn truncated(mut text: String, limit: usize) -> String {
     if text.len() > limit {
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = crate::text::prefix(&text, limit).len();
         text.truncate(end);
         text.push('…');
     }
@@ -424,7 +421,7 @@ fn reduced(dead: &Record, original: &Record, consumed: usize, step: usize) -> Re
     );
     headers.append(
         HeaderName::from_static(names::DLQ_ORIGINAL_VALUE_SHA256),
-        hex_sha256(value),
+        crate::text::sha256_hex(value),
     );
     if step > 0 {
         let kept: crate::record::Headers =
@@ -436,17 +433,6 @@ fn reduced(dead: &Record, original: &Record, consumed: usize, step: usize) -> Re
         );
     }
     reduced
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    use std::fmt::Write;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 impl<S, P> Service<Record> for DeadLetter<S, P>
@@ -567,49 +553,41 @@ where
                         return Poll::Ready(Err(error));
                     }
                     let original = original.take().expect("polled after completion");
-                    let mut dead = dead_letter_record(&original, error.as_ref(), &config.suffix);
+                    // The consumed record as its dead letter carries it.
+                    let mut kept = original.clone();
                     for name in &config.dropped_headers {
-                        dead.headers_mut().remove(name);
+                        kept.headers_mut().remove(name);
                     }
-                    // The consumed headers the dead letter still holds, first.
-                    let consumed = original
-                        .headers()
-                        .iter()
-                        .filter(|h| {
-                            !config
-                                .dropped_headers
-                                .iter()
-                                .any(|d| d.eq_ignore_ascii_case(h.name()))
-                        })
-                        .count();
+                    let consumed = kept.headers().len();
+                    let dead = dead_letter_record(&kept, error.as_ref(), &config.suffix);
                     let topic = dead.topic().to_owned();
                     let producer = config.producer.clone();
                     let failure = describe(kind, &error.to_string());
                     let future: Producing = Box::pin(async move {
-                        let mut written: Result<(), BoxError> = producer
-                            .clone()
-                            .oneshot(dead.clone())
-                            .await
-                            .map(drop)
-                            .map_err(Into::into);
-                        for step in 0..2 {
-                            match &written {
-                                Err(cause) if classify(cause.as_ref()) == ErrorKind::Rejected => {
+                        let mut attempt = dead.clone();
+                        let mut reductions = 0;
+                        let written = loop {
+                            let result: Result<(), BoxError> = producer
+                                .clone()
+                                .oneshot(attempt)
+                                .await
+                                .map(drop)
+                                .map_err(Into::into);
+                            match result {
+                                Err(cause)
+                                    if reductions < 2
+                                        && classify(cause.as_ref()) == ErrorKind::Rejected =>
+                                {
                                     tracing::warn!(
                                         topic = %original.topic(), offset = original.offset(),
                                         error = %cause, "dead letter refused; writing a reduced one"
                                     );
-                                    let smaller = reduced(&dead, &original, consumed, step);
-                                    written = producer
-                                        .clone()
-                                        .oneshot(smaller)
-                                        .await
-                                        .map(drop)
-                                        .map_err(Into::into);
+                                    attempt = reduced(&dead, &original, consumed, reductions);
+                                    reductions += 1;
                                 }
-                                _ => break,
+                                result => break result,
                             }
-                        }
+                        };
                         match written {
                             Ok(_) => {
                                 if let Some(defect) = ConversionError::of(&original) {

@@ -105,34 +105,23 @@ impl TransactionError {
     }
 
     fn from_kafka(operation: &str, error: KafkaError) -> Self {
+        use super::producer::ProduceErrorKind as P;
         use rdkafka::error::RDKafkaErrorCode as C;
-        let unsupported = matches!(
-            error.rdkafka_error_code(),
-            Some(
-                C::UnsupportedVersion
-                    | C::UnsupportedFeature
-                    | C::UnsupportedForMessageFormat
-                    | C::InvalidTransactionTimeout
-            )
-        );
+        // The producer's classification of the code, shared with `ProduceError`.
+        let produce = ProduceError::from_kafka(&error, None).kind();
         let kind = match &error {
-            _ if unsupported => TransactionErrorKind::Unsupported,
-            KafkaError::Transaction(e) if e.is_fatal() => {
-                match ProduceError::from_kafka(&error, None).kind() {
-                    super::producer::ProduceErrorKind::Fenced => TransactionErrorKind::Fenced,
-                    _ => TransactionErrorKind::Fatal,
-                }
-            }
-            KafkaError::Transaction(e)
-                if e.code() == rdkafka::error::RDKafkaErrorCode::OperationTimedOut =>
+            _ if produce == P::Unsupported
+                || error.rdkafka_error_code() == Some(C::InvalidTransactionTimeout) =>
             {
+                TransactionErrorKind::Unsupported
+            }
+            _ if produce == P::Fenced => TransactionErrorKind::Fenced,
+            KafkaError::Transaction(e) if e.is_fatal() => TransactionErrorKind::Fatal,
+            _ if produce == P::Fatal => TransactionErrorKind::Fatal,
+            KafkaError::Transaction(e) if e.code() == C::OperationTimedOut => {
                 TransactionErrorKind::Timeout
             }
-            _ => match ProduceError::from_kafka(&error, None).kind() {
-                super::producer::ProduceErrorKind::Fenced => TransactionErrorKind::Fenced,
-                super::producer::ProduceErrorKind::Fatal => TransactionErrorKind::Fatal,
-                _ => TransactionErrorKind::Aborted,
-            },
+            _ => TransactionErrorKind::Aborted,
         };
         TransactionError::new(kind, format!("{operation} failed")).caused_by(error)
     }

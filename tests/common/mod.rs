@@ -15,6 +15,7 @@ pub use broker::{Bootstrap, Kafka, broker_ctl, embedded_only, real_only};
 use std::time::{Duration, Instant};
 
 use light_kafka::record::Record;
+use light_kafka::service::consumer::ConsumerBuilder;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -143,6 +144,22 @@ pub async fn seeded_embedded(
     kafka.create_topic(topic, partitions).expect("topic");
     produce(kafka.bootstrap_servers(), topic, partitions, n, make).await;
     kafka
+}
+
+/// A consumer of `topic` in `group` that commits every 50 ms and retries a
+/// failed record after 5 ms, backing off to 50 ms.
+pub fn consumer(kafka: &impl Bootstrap, group: &str, topic: &str) -> ConsumerBuilder {
+    use light_kafka::service::consumer::{Backoff, Consumer, ErrorPolicy};
+    Consumer::builder()
+        .bootstrap_servers(kafka.bootstrap())
+        .group_id(group)
+        .topics([topic])
+        .set("fetch.wait.max.ms", "10")
+        .commit_interval(Duration::from_millis(50))
+        .error_policy(ErrorPolicy::Retry(Backoff::new(
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        )))
 }
 
 /// The offsets `group` has committed for `topic`'s partitions (-1 when none).

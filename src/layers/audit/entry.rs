@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Which chain wrote the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,8 +108,7 @@ impl AuditEntry {
     pub fn digest(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash = None;
-        let digest = Sha256::digest(unhashed.to_json().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::text::sha256_hex(unhashed.to_json().as_bytes())
     }
 }
 

@@ -149,14 +149,12 @@ const ECHO_LIMIT: usize = 64;
 
 /// `value` for an error message: debug-quoted and cut to a bounded length.
 fn echo(value: &str) -> String {
-    if value.len() <= ECHO_LIMIT {
-        return format!("{value:?}");
+    let shown = crate::text::prefix(value, ECHO_LIMIT);
+    if shown.len() == value.len() {
+        format!("{value:?}")
+    } else {
+        format!("{shown:?}… ({} bytes)", value.len())
     }
-    let mut end = ECHO_LIMIT;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{:?}… ({} bytes)", &value[..end], value.len())
 }
 
 impl JwtVerifyBuilder {

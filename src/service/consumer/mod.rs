@@ -491,12 +491,6 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(consumer.runtime.partition_buffer, 42);
-        let consumer = local()
-            .group_id("g")
-            .topics(["t"])
-            .set("max.poll.records", "42")
-            .build()
-            .unwrap();
         assert_eq!(consumer.config.get("enable.auto.commit"), Some("false"));
         assert_eq!(consumer.config.get("auto.offset.reset"), Some("earliest"));
     }
