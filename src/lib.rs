@@ -27,6 +27,7 @@ pub mod layers;
 pub mod prelude;
 pub mod record;
 pub mod service;
+pub mod streams;
 pub mod testkit;
 mod text;
 

@@ -298,6 +298,14 @@ impl TransactionalProducer {
         })
     }
 
+    /// A [`Producer`] over this producer's client: what it sends joins the
+    /// transaction open at the time (and fails when none is). The stream
+    /// processor gives it to a dead-letter layer, so that dead letters commit
+    /// or abort with the batch they belong to.
+    pub fn sink(&self) -> Producer {
+        Producer::from_core(self.inner.core.clone())
+    }
+
     /// Sends `records` in one transaction and returns their deliveries, in order.
     ///
     /// # Errors
