@@ -90,6 +90,7 @@ impl EmbeddedKafka {
             .recv()
             .map_err(|_| BuildError::new("the embedded cluster thread exited"))?
             .map_err(|e| BuildError::kafka("cannot create the embedded cluster", e))?;
+        running().push(bootstrap_servers.clone());
         Ok(EmbeddedKafka {
             bootstrap_servers,
             jobs: Some(jobs_tx),
@@ -202,8 +203,22 @@ impl EmbeddedKafka {
     }
 }
 
+/// The bootstrap servers of the embedded clusters running in this process.
+fn running() -> std::sync::MutexGuard<'static, Vec<String>> {
+    static RUNNING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `bootstrap` names an embedded cluster of this process (whose
+/// transactional offset commits are not stored: librdkafka's mock cluster
+/// answers `TxnOffsetCommit` without keeping the offsets).
+pub(crate) fn is_embedded(bootstrap: &str) -> bool {
+    running().iter().any(|b| b == bootstrap)
+}
+
 impl Drop for EmbeddedKafka {
     fn drop(&mut self) {
+        running().retain(|b| *b != self.bootstrap_servers);
         // Closing the job channel ends the thread, which drops the cluster.
         self.jobs.take();
         if let Some(thread) = self.thread.take() {
