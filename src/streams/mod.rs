@@ -20,7 +20,7 @@ pub mod outputs;
 pub mod persistent;
 pub mod processor;
 pub mod projection;
-mod restore;
+pub mod restore;
 pub mod store;
 mod task;
 

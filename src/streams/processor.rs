@@ -688,7 +688,13 @@ impl StreamProcessor {
             };
             match polled {
                 Ok(Ok(message)) => {
-                    batch.push(Record::from_message(&message));
+                    let record = Record::from_message(&message);
+                    drop(message);
+                    // A revocation reported by this very poll concerns the
+                    // records fetched before it, not this one (fetched after
+                    // any re-assignment): drop those first.
+                    self.drop_revoked(&mut batch);
+                    batch.push(record);
                     deadline.get_or_insert_with(|| Instant::now() + self.max_batch_time);
                 }
                 Ok(Err(error)) => {

@@ -1,4 +1,38 @@
 //! Restoring a store of one partition from its changelog.
+//!
+//! The stream processor restores every store of a partition it is assigned
+//! before the partition's first record runs; [`restore`] is that step, for
+//! tools that rebuild a persistent store offline (or measure restore speed).
+//!
+//! ```
+//! use light_kafka::record::Record;
+//! use light_kafka::rdkafka::config::ClientConfig;
+//! use light_kafka::service::embedded::EmbeddedKafka;
+//! use light_kafka::service::producer::Producer;
+//! use light_kafka::streams::restore::restore;
+//! use light_kafka::streams::store::{Backend, MemoryBackend};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kafka = EmbeddedKafka::start()?;
+//! kafka.create_topic("app-counts-changelog", 1)?;
+//! let producer = Producer::builder().bootstrap_servers(kafka.bootstrap_servers()).build()?;
+//! producer.clone().oneshot(Record::builder("app-counts-changelog").key("a").value("1").build()).await?;
+//! producer.oneshot(Record::builder("app-counts-changelog").key("a").value("2").build()).await?;
+//!
+//! let mut config = ClientConfig::new();
+//! config.set("bootstrap.servers", kafka.bootstrap_servers());
+//! let mut store = MemoryBackend::default();
+//! let read = tokio::task::spawn_blocking(move || {
+//!     let read = restore(&config, "app-counts-changelog", 0, &mut store, |_, _| {});
+//!     read.map(|n| (n, store))
+//! })
+//! .await??;
+//! assert_eq!(read.0, 2);
+//! assert_eq!(read.1.get(b"a")?, Some("2".into()));
+//! # Ok(()) }
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -32,8 +66,15 @@ pub struct RestoreProgress {
 
 /// Reads `topic`'s `partition` from the backend's checkpoint (or the
 /// beginning) to its end (the last stable offset: only committed writes) into
-/// `backend`, reporting progress. Blocking: call it off the async runtime.
-pub(crate) fn restore(
+/// `backend`, calling `progress(read, total)` as it goes, and returns how many
+/// records it read. `base` holds the client properties (`bootstrap.servers`,
+/// security). Blocking: call it off the async runtime.
+///
+/// # Errors
+///
+/// A [`StoreError`] of kind `Restore` when the changelog cannot be read (or
+/// nothing arrives for two minutes before its end), or the backend's error.
+pub fn restore(
     base: &ClientConfig,
     topic: &str,
     partition: i32,

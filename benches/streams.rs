@@ -1,0 +1,237 @@
+//! Stream processing throughput and changelog restore speed.
+//!
+//! - `eos-processor-vs-at-least-once`: the same transform (each input becomes
+//!   one output record on another topic) run by the exactly-once
+//!   `StreamProcessor` and by the at-least-once consumer runtime with a
+//!   producer awaiting each output's delivery before settling its input;
+//!   same broker, same run, alternating rounds, median ratio.
+//! - `changelog-restore`: changelog records read into an in-memory store per
+//!   second, by the restore step a processor runs on assignment.
+//!
+//! ```text
+//! cargo bench --bench streams
+//! ```
+
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use light_kafka::record::Record;
+use light_kafka::service::consumer::{Consumer, Ordering};
+use light_kafka::service::producer::Producer;
+use light_kafka::streams::processor::StreamProcessor;
+use light_kafka::streams::restore::restore;
+use light_kafka::streams::store::MemoryBackend;
+use rdkafka::config::ClientConfig;
+use tower::{Service, ServiceExt, service_fn};
+
+#[path = "support/broker.rs"]
+mod broker;
+use broker::Broker;
+
+const ROUNDS: usize = 5;
+const N: usize = 100_000;
+
+async fn produce(kafka: &Broker, topic: &str, partitions: i32, n: usize) {
+    let mut producer = Producer::builder()
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .set("linger.ms", "10")
+        .build()
+        .expect("producer");
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for i in 0..n {
+        let record = Record::builder(topic)
+            .partition((i % partitions as usize) as i32)
+            .key(format!("key-{i}"))
+            .value(format!("{i:016}"))
+            .build();
+        pending.push(producer.ready().await.expect("ready").call(record));
+        while pending.len() > 50_000 {
+            pending.next().await.expect("pending").expect("delivery");
+        }
+    }
+    while let Some(result) = pending.next().await {
+        result.expect("delivery");
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// Marks the first and the n-th call.
+#[derive(Clone)]
+struct Clock {
+    seen: Arc<AtomicUsize>,
+    times: Arc<Mutex<(Option<Instant>, Option<Instant>)>>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            seen: Arc::default(),
+            times: Arc::default(),
+        }
+    }
+
+    fn tick(&self, n: usize) -> bool {
+        let count = self.seen.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        if count == 1 {
+            self.times.lock().unwrap().0 = Some(Instant::now());
+        }
+        if count == n {
+            self.times.lock().unwrap().1 = Some(Instant::now());
+        }
+        count == n
+    }
+
+    fn rate(&self, n: usize) -> f64 {
+        let (first, last) = *self.times.lock().unwrap();
+        (n - 1) as f64 / (last.expect("last") - first.expect("first")).as_secs_f64()
+    }
+}
+
+fn transform(record: &Record, out: &str) -> Record {
+    Record::builder(out)
+        .key(record.key().cloned().unwrap_or_default())
+        .value(record.value().cloned().unwrap_or_default())
+        .build()
+}
+
+/// Inputs per second through the exactly-once processor (first input handled
+/// to last input committed).
+async fn exactly_once(kafka: &Broker, input: &str, out: &str, round: usize) -> f64 {
+    let processor = StreamProcessor::builder(format!("eos-bench-{round}-{}", std::process::id()))
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .topics([input])
+        .build()
+        .await
+        .expect("processor");
+    let handle = processor.handle();
+    let clock = Clock::new();
+    let first = clock.clone();
+    let out = out.to_owned();
+    let running = tokio::spawn(processor.run(service_fn(move |record: Record| {
+        first.tick(usize::MAX);
+        let output = transform(&record, &out);
+        async move { Ok::<_, light_kafka::BoxError>(output) }
+    })));
+    while handle.health().committed_records < N as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let end = Instant::now();
+    handle.shutdown();
+    running.await.expect("task").expect("processor");
+    let start = clock.times.lock().unwrap().0.expect("first");
+    N as f64 / (end - start).as_secs_f64()
+}
+
+/// Inputs per second through the consumer runtime with a producer, settling
+/// each input once its output is delivered.
+async fn at_least_once(kafka: &Broker, input: &str, out: &str, round: usize) -> f64 {
+    let consumer = Consumer::builder()
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .group_id(format!("alo-bench-{round}-{}", std::process::id()))
+        .topics([input])
+        .set("auto.offset.reset", "earliest")
+        .ordering(Ordering::Key)
+        .build()
+        .expect("consumer");
+    let producer = Producer::builder()
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .set("linger.ms", "5")
+        .build()
+        .expect("producer");
+    let handle = consumer.handle();
+    let clock = Clock::new();
+    let (ticks, out) = (clock.clone(), out.to_owned());
+    let handler = service_fn(move |record: Record| {
+        let (producer, ticks, handle) = (producer.clone(), ticks.clone(), handle.clone());
+        let output = transform(&record, &out);
+        async move {
+            producer.oneshot(output).await?;
+            if ticks.tick(N) {
+                handle.shutdown();
+            }
+            Ok::<_, light_kafka::BoxError>(())
+        }
+    });
+    consumer.serve(handler).await.expect("serve");
+    clock.rate(N)
+}
+
+async fn eos_vs_at_least_once(kafka: &Broker) {
+    let input = kafka.create_topic("eos-in", 4).await;
+    let out = kafka.create_topic("eos-out", 4).await;
+    produce(kafka, &input, 4, N).await;
+    let (mut ratios, mut eos, mut alo) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let a = at_least_once(kafka, &input, &out, round).await;
+        let e = exactly_once(kafka, &input, &out, round).await;
+        println!("round {round}: at-least-once {a:.0} rec/s, exactly-once {e:.0} rec/s, ratio {:.3}", e / a);
+        ratios.push(e / a);
+        eos.push(e);
+        alo.push(a);
+    }
+    let (suffix, command) = (kafka.suffix(), kafka.command("streams"));
+    println!(
+        "eos-processor{suffix}: median {:.0} rec/s; at-least-once{suffix}: median {:.0} rec/s",
+        median(&mut eos),
+        median(&mut alo)
+    );
+    println!("| eos-processor-vs-at-least-once{suffix} | {:.3} | ratio | `{command}` |", median(&mut ratios));
+}
+
+async fn changelog_restore(kafka: &Broker) {
+    let topic = kafka.create_topic("bench-store-changelog", 1).await;
+    produce(kafka, &topic, 1, N).await;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", kafka.bootstrap_servers());
+    let mut rates = Vec::new();
+    for _ in 0..ROUNDS {
+        let (config, topic) = (config.clone(), topic.clone());
+        let rate = tokio::task::spawn_blocking(move || {
+            let mut store = MemoryBackend::default();
+            let start = Instant::now();
+            let read = restore(&config, &topic, 0, &mut store, |_, _| {}).expect("restore");
+            assert_eq!(read, N as u64);
+            read as f64 / start.elapsed().as_secs_f64()
+        })
+        .await
+        .expect("restore task");
+        println!("restore: {rate:.0} records/s");
+        rates.push(rate);
+    }
+    println!(
+        "| changelog-restore{} | {:.0} | records/s | `{}` |",
+        kafka.suffix(),
+        median(&mut rates),
+        kafka.command("streams")
+    );
+}
+
+fn main() {
+    if broker::serve_if_child() {
+        return;
+    }
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let only = std::env::var("LIGHT_KAFKA_BENCH").unwrap_or_default();
+    runtime.block_on(async {
+        let kafka = Broker::start();
+        if only.is_empty() || only == "eos-processor-vs-at-least-once" {
+            eos_vs_at_least_once(&kafka).await;
+        }
+        if only.is_empty() || only == "changelog-restore" {
+            changelog_restore(&kafka).await;
+        }
+    });
+}
