@@ -24,22 +24,30 @@ fn key(i: usize) -> Bytes {
 fn filled(storage: &dyn Storage, name: &str) -> Box<dyn Backend> {
     let mut backend = storage.open(name, 0).expect("open");
     for chunk in (0..ENTRIES).collect::<Vec<_>>().chunks(10_000) {
-        let writes: Vec<_> = chunk.iter().map(|i| (key(*i), Some(Bytes::from(format!("{i:016}"))))).collect();
-        backend.write(&writes, Some(chunk[chunk.len() - 1] as i64 + 1)).expect("write");
+        let writes: Vec<_> = chunk
+            .iter()
+            .map(|i| (key(*i), Some(Bytes::from(format!("{i:016}")))))
+            .collect();
+        backend
+            .write(&writes, Some(chunk[chunk.len() - 1] as i64 + 1))
+            .expect("write");
     }
     backend
 }
 
 fn bench(c: &mut Criterion, kind: &str, storage: &dyn Storage) {
     let backend = filled(storage, &format!("get-{}", std::process::id()));
+    let keys: Vec<Bytes> = (0..ENTRIES).map(key).collect();
     let mut i = 0;
     c.bench_function(&format!("store-get-{kind}"), |b| {
         b.iter(|| {
             i = (i + 7_919) % ENTRIES;
-            black_box(backend.get(&key(i)).expect("get"))
+            black_box(backend.get(&keys[i]).expect("get"))
         })
     });
-    let mut backend = storage.open(&format!("put-{}", std::process::id()), 0).expect("open");
+    let mut backend = storage
+        .open(&format!("put-{}", std::process::id()), 0)
+        .expect("open");
     let mut next = 0;
     c.bench_function(&format!("store-put-{kind}"), |b| {
         b.iter_custom(|iters| {
@@ -47,7 +55,9 @@ fn bench(c: &mut Criterion, kind: &str, storage: &dyn Storage) {
             let mut left = iters as usize;
             while left > 0 {
                 let n = left.min(COMMIT);
-                let writes: Vec<_> = (next..next + n).map(|i| (key(i % ENTRIES), Some(Bytes::from(format!("{i:016}"))))).collect();
+                let writes: Vec<_> = (next..next + n)
+                    .map(|i| (key(i % ENTRIES), Some(Bytes::from(format!("{i:016}")))))
+                    .collect();
                 next += n;
                 let start = Instant::now();
                 backend.write(&writes, Some(next as i64)).expect("write");

@@ -571,3 +571,89 @@ async fn a_hundred_concurrent_commands_on_one_aggregate_lose_no_update() {
     handle.shutdown();
     running.await.unwrap().unwrap();
 }
+
+/// The canonical consumer chain runs unchanged around a processor's handler:
+/// every input is audited (the poison one as a failure, dead-lettered inside
+/// the transaction), and every output carries the correlation id the
+/// propagate layer generated for its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canonical_chain_runs_in_a_processor() {
+    use light_kafka::builder::ServiceBuilderExt;
+    use light_kafka::layers::audit::{AuditEntry, AuditLayer};
+    use light_kafka::layers::retry::RetryPolicy;
+    use light_kafka::record::names;
+
+    let kafka = Kafka::start();
+    let app = format!("chain-{}", common::uuid_like());
+    let (input, out) = (format!("{app}-in"), "chain-out");
+    topics(
+        &kafka,
+        &app,
+        &["count"],
+        1,
+        &[&input, out, &format!("{input}.dlq")],
+    );
+    common::produce(kafka.bootstrap_servers(), &input, 1, 20, |i| {
+        (
+            format!("k{i}"),
+            if i == 5 {
+                "poison".into()
+            } else {
+                i.to_string()
+            },
+        )
+    })
+    .await;
+    let processor = StreamProcessor::builder(&app)
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .topics([input.as_str()])
+        .store("count")
+        .build()
+        .await
+        .unwrap();
+    let handle = processor.handle();
+    let entries = Arc::new(std::sync::Mutex::new(Vec::<AuditEntry>::new()));
+    let audited = entries.clone();
+    let chain = ServiceBuilder::new()
+        .catch_record_panic()
+        .metrics_consume("svc")
+        .propagate_consume()
+        .trace_consume()
+        .audit(
+            AuditLayer::consumer("svc", move |e: AuditEntry| audited.lock().unwrap().push(e))
+                .audit_on_error(false),
+        )
+        .dead_letter(processor.sink())
+        .retry_records(RetryPolicy::new(2))
+        .service(counting(out));
+    let running = tokio::spawn(processor.run(chain));
+    wait(&handle, 20).await;
+    handle.shutdown();
+    running.await.unwrap().unwrap();
+
+    let outputs = common::read_topic_exactly(kafka.bootstrap_servers(), out, 1, 19);
+    let dead = common::read_topic_exactly(kafka.bootstrap_servers(), &format!("{input}.dlq"), 1, 1);
+    let entries = entries.lock().unwrap();
+    assert_eq!(entries.len(), 20, "one audit entry per input");
+    let by_offset: HashMap<i64, &AuditEntry> =
+        entries.iter().map(|e| (e.offset.unwrap(), e)).collect();
+    for output in &outputs {
+        let offset: i64 = output
+            .key_str()
+            .unwrap()
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let id = output
+            .header_str(names::CORRELATION_ID)
+            .expect("a correlation id");
+        assert_eq!(by_offset[&offset].correlation_id.as_deref(), Some(id));
+    }
+    assert!(
+        by_offset[&5].error.is_some(),
+        "the poison input is audited as a failure"
+    );
+    assert_eq!(dead[0].header_str(names::DLQ_ERROR_KIND), Some("invalid"));
+}
