@@ -651,3 +651,137 @@ mod http {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::classify;
+    use crate::streams::driver::TestDriver;
+
+    #[derive(Default, Serialize, Deserialize)]
+    struct Tally {
+        total: u32,
+    }
+
+    impl Aggregate for Tally {
+        const TYPE: &'static str = "tally";
+        type Command = u32;
+        type Event = u32;
+        type Error = &'static str;
+
+        fn handle(&self, command: &u32) -> Result<Vec<u32>, &'static str> {
+            match command {
+                0 => Err("zero"),
+                n => Ok(vec![*n, *n]),
+            }
+        }
+
+        fn apply(&mut self, event: &u32) {
+            self.total += event;
+        }
+    }
+
+    fn driver() -> TestDriver<AggregateService<Tally>> {
+        TestDriver::new(AggregateService::<Tally>::new("events", "replies")).store(Tally::TYPE)
+    }
+
+    fn state(driver: &mut TestDriver<AggregateService<Tally>>, id: &str) -> Option<(u64, u32)> {
+        driver
+            .json::<Versioned<Tally>>(Tally::TYPE, 0, id)
+            .unwrap()
+            .map(|v| (v.version, v.state.total))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accepted_commands_append_versioned_events_and_move_the_state() {
+        let mut driver = driver();
+        let command = CommandEnvelope::new("t-1", 3).user("alice");
+        let outputs = driver
+            .pipe(command.to_record("commands").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(outputs.len(), 3);
+        let events: Vec<DomainEvent<u32>> =
+            outputs[..2].iter().map(|r| r.json().unwrap()).collect();
+        assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
+        assert!(
+            events
+                .iter()
+                .all(|e| e.aggregate_id == "t-1" && e.event_id.user_id == "alice")
+        );
+        assert_eq!(events[1].event_id.nonce, 2);
+        assert_eq!(outputs[0].key_str(), Some("t-1"));
+        assert_eq!(outputs[2].topic(), "replies");
+        assert_eq!(
+            outputs[2].header_str(COMMAND_ID),
+            Some(command.command_id.as_str())
+        );
+        assert_eq!(
+            CommandOutcome::of(&outputs[2]).unwrap(),
+            CommandOutcome::Accepted { version: 2 }
+        );
+        assert_eq!(state(&mut driver, "t-1"), Some((2, 6)));
+        assert_eq!(driver.changelog().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refused_commands_reply_and_change_nothing() {
+        let mut driver = driver();
+        let rejected = driver
+            .pipe(
+                CommandEnvelope::new("t-1", 0)
+                    .to_record("commands")
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(
+            CommandOutcome::of(&rejected[0]).unwrap(),
+            CommandOutcome::Rejected {
+                reason: "zero".into()
+            }
+        );
+        let conflict = driver
+            .pipe(
+                CommandEnvelope::new("t-1", 1)
+                    .expect_version(4)
+                    .to_record("commands")
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            CommandOutcome::of(&conflict[0]).unwrap(),
+            CommandOutcome::Conflict {
+                expected: 4,
+                actual: 0
+            }
+        );
+        assert_eq!(state(&mut driver, "t-1"), None);
+        assert!(driver.changelog().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_command_is_answered_when_someone_awaits_it_and_dead_lettered_otherwise()
+    {
+        let mut driver = driver();
+        let awaited = Record::builder("commands")
+            .key("t-1")
+            .header(COMMAND_ID, "c-9")
+            .value("{not json")
+            .build();
+        let reply = driver.pipe(awaited).await.unwrap();
+        assert!(matches!(
+            CommandOutcome::of(&reply[0]).unwrap(),
+            CommandOutcome::Invalid { .. }
+        ));
+        assert_eq!(reply[0].key_str(), Some("c-9"));
+        let orphan = Record::builder("commands")
+            .key("t-1")
+            .value("{not json")
+            .build();
+        let error = driver.pipe(orphan).await.unwrap_err();
+        assert_eq!(classify(error.as_ref()), ErrorKind::Deserialization);
+    }
+}

@@ -292,7 +292,9 @@ impl StreamProcessorBuilder {
         self
     }
 
-    /// Most input records per transaction. Default: 1,000.
+    /// Most input records per transaction. Default: 10,000 (so that under load
+    /// a transaction usually ends by time, as in Kafka Streams; a failed record
+    /// makes the whole batch run again).
     pub fn max_batch(mut self, records: usize) -> Self {
         self.max_batch = records.max(1);
         self
@@ -597,7 +599,7 @@ impl StreamProcessor {
             consumer: ClientConfig::new(),
             producer: ClientConfig::new(),
             stores: Vec::new(),
-            max_batch: 1000,
+            max_batch: 10_000,
             max_batch_time: Duration::from_millis(100),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             operation_timeout: Duration::from_secs(30),

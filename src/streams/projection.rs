@@ -95,7 +95,8 @@ pub enum QueryError {
     Store(#[from] StoreError),
 }
 
-type Fold<V> = Arc<dyn Fn(Option<V>, &Record) -> Result<Option<V>, BoxError> + Send + Sync>;
+type FoldFn<V> = dyn Fn(Option<V>, &Record) -> Result<Option<V>, BoxError> + Send + Sync;
+type Fold<V> = Arc<FoldFn<V>>;
 
 /// Configures a [`Projection`].
 pub struct ProjectionBuilder<V, C = JsonCodec> {
@@ -287,12 +288,7 @@ impl Inner {
 }
 
 /// Reads the topic into the backends until the projection is dropped.
-fn follow<V, C: Codec<V>>(
-    consumer: BaseConsumer,
-    inner: &Inner,
-    codec: &C,
-    fold: &(dyn Fn(Option<V>, &Record) -> Result<Option<V>, BoxError> + Send + Sync),
-) {
+fn follow<V, C: Codec<V>>(consumer: BaseConsumer, inner: &Inner, codec: &C, fold: &FoldFn<V>) {
     let mut pending_eof: usize = if inner.status(|s| s.ready) {
         0
     } else {
@@ -332,16 +328,17 @@ fn follow<V, C: Codec<V>>(
                     tracing::error!(projection = %inner.name, partition, offset = message.offset(), %error, "record skipped by the projection");
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                if pending_eof > 0 && !eof_seen.contains(&partition) {
-                    eof_seen.push(partition);
-                    pending_eof -= 1;
-                    if pending_eof == 0 {
-                        inner.status(|s| s.ready = true);
-                        inner.ready.notify_waiters();
-                    }
+            Some(Err(KafkaError::PartitionEOF(partition)))
+                if pending_eof > 0 && !eof_seen.contains(&partition) =>
+            {
+                eof_seen.push(partition);
+                pending_eof -= 1;
+                if pending_eof == 0 {
+                    inner.status(|s| s.ready = true);
+                    inner.ready.notify_waiters();
                 }
             }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(error)) => {
                 tracing::warn!(projection = %inner.name, %error, "projection consumer error")
             }

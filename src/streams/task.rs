@@ -21,6 +21,9 @@ pub(crate) struct Tasks {
     owned: HashMap<i32, Stores>,
 }
 
+/// The opened backends of one partition, by store name.
+pub(crate) type Backends = Vec<(Arc<str>, Box<dyn super::store::Backend>)>;
+
 /// The writes of one shard taken at commit time, to log and then apply.
 pub(crate) struct Staged {
     pub(crate) shard: SharedShard,
@@ -78,10 +81,7 @@ impl Tasks {
     }
 
     /// Opens the backends of every store for `partition` (not restored).
-    pub(crate) fn open(
-        &self,
-        partition: i32,
-    ) -> Result<Vec<(Arc<str>, Box<dyn super::store::Backend>)>, StoreError> {
+    pub(crate) fn open(&self, partition: i32) -> Result<Backends, StoreError> {
         self.stores
             .iter()
             .map(|(name, storage)| Ok((name.clone(), storage.open(name, partition)?)))
@@ -89,11 +89,7 @@ impl Tasks {
     }
 
     /// Takes ownership of `partition` with its (restored) backends.
-    pub(crate) fn insert(
-        &mut self,
-        partition: i32,
-        backends: Vec<(Arc<str>, Box<dyn super::store::Backend>)>,
-    ) -> Stores {
+    pub(crate) fn insert(&mut self, partition: i32, backends: Backends) -> Stores {
         let shards = backends
             .into_iter()
             .map(|(name, backend)| (name, Arc::new(Mutex::new(Shard::new(backend)))))
