@@ -525,14 +525,7 @@ fn assign_at_end(config: &ClientConfig, topic: &str) -> Result<BaseConsumer, Bui
         .create()
         .map_err(|e| BuildError::kafka("creating the gateway's reply consumer", e))?;
     let timeout = Duration::from_secs(30);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| BuildError::kafka(format!("reading the metadata of `{topic}`"), e))?;
-    let count = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as i32);
+    let count = super::task::partition_count(&consumer, topic)?;
     if count == 0 {
         return Err(BuildError::invalid(
             "replies",

@@ -366,7 +366,7 @@ impl StreamProcessorBuilder {
         consumer_config.set("enable.auto.commit", "false");
 
         if !self.stores.is_empty() {
-            let partitions = partition_count(&self.common, &self.topics).await?;
+            let partitions = input_partitions(&self.common, &self.topics).await?;
             let names: Vec<String> = self
                 .stores
                 .iter()
@@ -429,7 +429,7 @@ impl StreamProcessorBuilder {
 }
 
 /// The largest partition count among `topics`.
-async fn partition_count(config: &ClientConfig, topics: &[String]) -> Result<i32, BuildError> {
+async fn input_partitions(config: &ClientConfig, topics: &[String]) -> Result<i32, BuildError> {
     let (config, topics) = (config.clone(), topics.to_vec());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config
@@ -437,20 +437,14 @@ async fn partition_count(config: &ClientConfig, topics: &[String]) -> Result<i32
             .map_err(|e| BuildError::kafka("creating a metadata client", e))?;
         let mut most = 0;
         for topic in &topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(30))
-                .map_err(|e| BuildError::kafka(format!("reading the metadata of `{topic}`"), e))?;
-            let found = metadata.topics().iter().find(|t| t.name() == topic);
-            match found {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    most = most.max(t.partitions().len() as i32)
-                }
-                _ => {
+            match super::task::partition_count(&consumer, topic)? {
+                0 => {
                     return Err(BuildError::invalid(
                         "topics",
                         format!("the input topic `{topic}` does not exist"),
                     ));
                 }
+                n => most = most.max(n),
             }
         }
         Ok(most)
@@ -498,14 +492,7 @@ async fn ensure_changelogs(
             .create()
             .map_err(|e| BuildError::kafka("creating a metadata client", e))?;
         for topic in &topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(30))
-                .map_err(|e| BuildError::kafka(format!("reading the metadata of `{topic}`"), e))?;
-            let have = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic && t.error().is_none())
-                .map_or(0, |t| t.partitions().len() as i32);
+            let have = super::task::partition_count(&consumer, topic)?;
             if have < partitions {
                 return Err(BuildError::invalid(
                     "stores",

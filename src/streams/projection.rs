@@ -234,14 +234,7 @@ fn open(
         .create()
         .map_err(|e| BuildError::kafka("creating the projection's consumer", e))?;
     let timeout = Duration::from_secs(30);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| BuildError::kafka(format!("reading the metadata of `{topic}`"), e))?;
-    let count = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as i32);
+    let count = super::task::partition_count(&consumer, topic)?;
     if count == 0 {
         return Err(BuildError::invalid(
             "topic",

@@ -54,6 +54,24 @@ impl Staged {
     }
 }
 
+/// How many partitions `topic` has (0 when it does not exist). Blocking.
+pub(crate) fn partition_count<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+) -> Result<i32, crate::service::BuildError> {
+    use rdkafka::consumer::Consumer as _;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(30))
+        .map_err(|e| {
+            crate::service::BuildError::kafka(format!("reading the metadata of `{topic}`"), e)
+        })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len() as i32))
+}
+
 /// `<application.id>-<store>-changelog`.
 pub fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
