@@ -332,7 +332,12 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         crate::service::client::BuildError,
         crate::layers::dead_letter::DeadLetterError,
         crate::service::replay::ReplayError,
+        crate::http::HttpStatusError,
+        crate::streams::store::StoreError,
+        crate::streams::processor::ProcessorError,
     );
+    #[cfg(feature = "http-backend")]
+    try_kinded!(crate::http::backend::BackendError);
     #[cfg(feature = "jwt")]
     try_kinded!(crate::layers::jwt::JwtError, crate::layers::jwt::KeyError);
     #[cfg(feature = "avro")]

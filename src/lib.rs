@@ -23,6 +23,7 @@
 pub mod builder;
 pub mod context;
 pub mod error;
+pub mod http;
 pub mod layers;
 pub mod prelude;
 pub mod record;

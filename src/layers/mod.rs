@@ -48,7 +48,7 @@ pub mod catch_panic;
 pub mod dead_letter;
 #[cfg(any(feature = "avro", feature = "json-schema", feature = "jwt"))]
 pub mod future;
-#[cfg(any(feature = "avro", feature = "jwt"))]
+#[cfg(any(feature = "avro", feature = "jwt", feature = "http-backend"))]
 pub mod http_client;
 pub mod http_context;
 #[cfg(feature = "jwt")]
