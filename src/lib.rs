@@ -21,6 +21,7 @@
 //! ```
 
 pub mod builder;
+pub mod config;
 pub mod context;
 pub mod error;
 pub mod http;

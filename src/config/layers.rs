@@ -1,0 +1,333 @@
+//! The built-in layers, each configured by its file.
+
+use std::sync::Arc;
+
+use serde_saphyr::Spanned;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::Config;
+use super::chain::{LayerFn, Registry, erase};
+use super::files::{AuditTarget, Mask};
+use super::source::{ConfigError, ConfigErrorKind};
+use crate::builder::BoxRecordService;
+use crate::error::BoxError;
+use crate::record::Record;
+use crate::service::producer::Producer;
+
+fn layer_fn<L>(layer: L) -> LayerFn
+where
+    L: Layer<BoxRecordService> + Send + Sync + 'static,
+    L::Service: Service<Record> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Record>>::Error: Into<BoxError>,
+    <L::Service as Service<Record>>::Future: Send + 'static,
+{
+    Arc::new(move |inner| erase(layer.layer(inner)))
+}
+
+/// Fields masked by light-4j's `mask: true`.
+const MASKED_BY_DEFAULT: [&str; 4] = ["password", "secret", "token", "creditCard"];
+
+impl Config {
+    /// The `service` of metrics and audit entries: `metrics.yml`'s
+    /// `serviceId`, else the consumer's `group.id`, else `light-kafka`.
+    pub fn service_id(&self) -> String {
+        self.metrics
+            .as_ref()
+            .and_then(|m| m.service_id.clone())
+            .or_else(|| self.consumer_property("group.id"))
+            .unwrap_or_else(|| "light-kafka".to_owned())
+    }
+
+    fn consumer_property(&self, key: &str) -> Option<String> {
+        self.consumer
+            .as_ref()?
+            .properties
+            .0
+            .get(key)
+            .map(ToString::to_string)
+    }
+
+    /// The producer dead letters and audit entries are written with:
+    /// `kafka-producer.yml`'s properties, else the consumer's connection
+    /// settings (`bootstrap.servers`, `security.*`, `sasl.*`, `ssl.*`).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the producer cannot be built.
+    pub fn producer(&self) -> Result<Producer, ConfigError> {
+        if let Some(producer) = self.producer_cache.get() {
+            return Ok(producer.clone());
+        }
+        let mut builder = Producer::builder();
+        let (file, properties): (&str, Vec<(String, String)>) =
+            match (&self.producer, &self.consumer) {
+                (Some(p), _) => (
+                    "kafka-producer.yml",
+                    p.properties
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                ),
+                (None, Some(c)) => (
+                    "kafka-consumer.yml",
+                    c.properties
+                        .iter()
+                        .filter(|(k, _)| {
+                            *k == "bootstrap.servers"
+                                || ["security.", "sasl.", "ssl."]
+                                    .iter()
+                                    .any(|p| k.starts_with(p))
+                        })
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                ),
+                (None, None) => ("kafka-producer.yml", Vec::new()),
+            };
+        for (k, v) in properties {
+            builder = builder.set(k, v);
+        }
+        let producer = builder.build().map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                &self.dir.join(file),
+                (0, 0),
+                format!("the producer cannot be built: {e}"),
+            )
+        })?;
+        Ok(self.producer_cache.get_or_init(|| producer).clone())
+    }
+
+    /// The layer `name` as its file configures it, or `None` when its file
+    /// switches it off.
+    pub(crate) fn layer(
+        &self,
+        name: &str,
+        place: &Spanned<String>,
+        registry: &Registry,
+    ) -> Result<Option<LayerFn>, ConfigError> {
+        if let Some(layer) = registry.layers.get(name) {
+            return Ok(Some(layer.clone()));
+        }
+        use crate::layers::{
+            audit::{AuditLayer, KafkaSink, LogSink},
+            catch_panic::CatchPanicLayer,
+            dead_letter::DeadLetterLayer,
+            metrics::MetricsLayer,
+            propagate::PropagateLayer,
+            retry::RetryPolicy,
+            trace::TraceLayer,
+        };
+        let on = |enabled: Option<bool>| enabled.unwrap_or(true);
+        Ok(match name {
+            "catch-panic" => Some(layer_fn(CatchPanicLayer::new())),
+            "metrics" => on(self.metrics.as_ref().map(|m| m.enabled))
+                .then(|| layer_fn(MetricsLayer::consume(self.service_id()))),
+            "propagate" => on(self.correlation.as_ref().map(|c| c.enabled))
+                .then(|| layer_fn(PropagateLayer::consume())),
+            "trace" => on(self.trace.as_ref().map(|t| t.enabled)).then(|| {
+                let layer = TraceLayer::consume();
+                layer_fn(match self.consumer_property("group.id") {
+                    Some(group) => layer.group(group),
+                    None => layer,
+                })
+            }),
+            "audit" => {
+                let consumer = self.consumer.as_ref();
+                if !on(self.audit.as_ref().map(|a| a.enabled))
+                    || !on(consumer.map(|c| c.audit_enabled))
+                {
+                    return Ok(None);
+                }
+                let service_id = self.service_id();
+                let mut layer = match consumer.map(|c| (c.audit_target, c.audit_topic.clone())) {
+                    Some((AuditTarget::Topic, topic)) => {
+                        AuditLayer::consumer(service_id, KafkaSink::new(self.producer()?, topic))
+                    }
+                    _ => AuditLayer::consumer(service_id, LogSink),
+                };
+                if let Some(audit) = &self.audit {
+                    layer = match &audit.mask {
+                        Mask::Switch(true) => layer.mask(MASKED_BY_DEFAULT),
+                        Mask::Switch(false) => layer,
+                        Mask::Fields(fields) => layer.mask(fields.clone()),
+                    };
+                    layer = layer
+                        .audit_on_error(audit.audit_on_error)
+                        .headers(audit.headers.clone());
+                    if audit.hash_chain {
+                        layer = layer.hash_chain();
+                    }
+                }
+                Some(layer_fn(layer))
+            }
+            "dead-letter" => match self.consumer.as_ref() {
+                Some(c) if !c.dead_letter_enabled => None,
+                consumer => {
+                    let suffix =
+                        consumer.map_or(".dlq".to_owned(), |c| c.dead_letter_topic_ext.clone());
+                    Some(layer_fn(
+                        DeadLetterLayer::new(self.producer()?).suffix(suffix),
+                    ))
+                }
+            },
+            "retry" => match self.retry.as_ref() {
+                Some(r) if !r.enabled => None,
+                retry => {
+                    let mut policy =
+                        RetryPolicy::new(retry.and_then(|r| r.max_attempts).unwrap_or(3));
+                    if let Some(r) = retry
+                        && (r.initial_backoff_ms.is_some() || r.max_backoff_ms.is_some())
+                    {
+                        let first =
+                            std::time::Duration::from_millis(r.initial_backoff_ms.unwrap_or(100));
+                        let max =
+                            std::time::Duration::from_millis(r.max_backoff_ms.unwrap_or(5_000));
+                        policy = policy.backoff(first, max.max(first));
+                    }
+                    Some(layer_fn(policy.layer()))
+                }
+            },
+            "jwt" => self.jwt(place)?,
+            "schema" => self.schema_layer(place)?,
+            other => {
+                return Err(self.at_place(
+                    place,
+                    ConfigErrorKind::UnknownHandler,
+                    format!("no layer `{other}` is registered"),
+                ));
+            }
+        })
+    }
+
+    fn at_place(
+        &self,
+        place: &Spanned<String>,
+        kind: ConfigErrorKind,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::new(
+            kind,
+            &self.handler_path(),
+            self.handler_position(&place.referenced),
+            message,
+        )
+    }
+
+    fn in_file(
+        &self,
+        file: &str,
+        spanned: Option<&serde_saphyr::Location>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let position = spanned.map_or((0, 0), |l| (l.line(), l.column()));
+        ConfigError::new(
+            ConfigErrorKind::Invalid,
+            &self.dir.join(file),
+            position,
+            message,
+        )
+    }
+
+    #[cfg(feature = "jwt")]
+    fn jwt(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+        use crate::layers::jwt::{JwtVerifyLayer, KeySet, KeySource};
+        let security = self.security.as_ref().ok_or_else(|| {
+            self.at_place(place, ConfigErrorKind::Invalid, "`jwt` needs security.yml")
+        })?;
+        if !security.enable_verify_jwt {
+            return Ok(None);
+        }
+        let jwt = &security.jwt;
+        let source = match (&jwt.jwks_uri, jwt.keys.is_empty()) {
+            (Some(url), true) => KeySource::Jwks {
+                url: url.clone(),
+                refresh_interval: std::time::Duration::from_secs(60),
+            },
+            (None, false) => {
+                let mut keys = KeySet::new();
+                for (kid, path) in &jwt.keys {
+                    let file = self.dir.join(&path.value);
+                    let pem = std::fs::read(&file).map_err(|e| {
+                        self.in_file(
+                            "security.yml",
+                            Some(&path.referenced),
+                            format!("cannot read the key of `{kid}`: {e}"),
+                        )
+                    })?;
+                    keys = keys.rsa_pem(Some(kid), &pem).map_err(|e| {
+                        self.in_file(
+                            "security.yml",
+                            Some(&path.referenced),
+                            format!("the key of `{kid}`: {e}"),
+                        )
+                    })?;
+                }
+                KeySource::Static(keys)
+            }
+            _ => {
+                return Err(self.in_file(
+                    "security.yml",
+                    None,
+                    "`jwt` needs either `keys` (or `certificate`) or `jwksUri`",
+                ));
+            }
+        };
+        let mut builder = JwtVerifyLayer::builder(source);
+        if !jwt.issuer.is_empty() {
+            builder = builder.issuer(jwt.issuer.clone());
+        }
+        if !jwt.audience.is_empty() {
+            builder = builder.audience(jwt.audience.clone());
+        }
+        if let Some(skew) = security.clock_skew_in_seconds.or(jwt.clock_skew_in_seconds) {
+            builder = builder.clock_skew(std::time::Duration::from_secs(skew));
+        }
+        if security.ignore_jwt_expiry {
+            builder = builder.skip_expiry_check();
+        }
+        for (topic, scopes) in &security.scopes {
+            builder = builder.scopes(topic.clone(), scopes.clone());
+        }
+        if security.reject_unscoped_topics {
+            builder = builder.reject_unscoped_topics();
+        }
+        Ok(Some(layer_fn(builder.build())))
+    }
+
+    #[cfg(not(feature = "jwt"))]
+    fn jwt(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+        Err(self.at_place(
+            place,
+            ConfigErrorKind::Invalid,
+            "`jwt` needs the crate's `jwt` feature",
+        ))
+    }
+
+    #[cfg(feature = "json-schema")]
+    fn schema_layer(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+        use crate::layers::schema::JsonSchemaLayer;
+        let schema = self.schema.as_ref().ok_or_else(|| {
+            self.at_place(place, ConfigErrorKind::Invalid, "`schema` needs schema.yml")
+        })?;
+        if !schema.enabled {
+            return Ok(None);
+        }
+        let mut layer = JsonSchemaLayer::new();
+        for (topic, path) in &schema.schemas {
+            layer = layer
+                .with_schema_file(topic.clone(), self.dir.join(&path.value))
+                .map_err(|e| self.in_file("schema.yml", Some(&path.referenced), e.to_string()))?;
+        }
+        Ok(Some(layer_fn(layer)))
+    }
+
+    #[cfg(not(feature = "json-schema"))]
+    fn schema_layer(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+        Err(self.at_place(
+            place,
+            ConfigErrorKind::Invalid,
+            "`schema` needs the crate's `json-schema` feature",
+        ))
+    }
+}
