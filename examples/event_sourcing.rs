@@ -161,7 +161,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The events, as any consumer of the event topic sees them.
     println!("events appended to `{EVENTS}`:");
-    for record in &read_events(kafka.bootstrap_servers())? {
+    for record in &light_kafka::testkit::read_topic(
+        kafka.bootstrap_servers(),
+        EVENTS,
+        Duration::from_secs(10),
+    )? {
         let event: DomainEvent<serde_json::Value> = record.json()?;
         println!(
             "  {} v{}: {}",
@@ -193,30 +197,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     writer.await??;
     println!("done: {:?}", handle.health());
     Ok(())
-}
-
-/// Every record of the event topic, read with a plain rdkafka consumer.
-fn read_events(bootstrap: &str) -> Result<Vec<Record>, Box<dyn std::error::Error>> {
-    use light_kafka::rdkafka::consumer::{BaseConsumer, Consumer};
-    use light_kafka::rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "event-reader")
-        .set("enable.partition.eof", "true")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for partition in 0..2 {
-        tpl.add_partition_offset(EVENTS, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    let (mut records, mut ends) = (Vec::new(), 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while ends < 2 && std::time::Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => records.push(Record::from_message(&message)),
-            Some(Err(light_kafka::rdkafka::error::KafkaError::PartitionEOF(_))) => ends += 1,
-            _ => {}
-        }
-    }
-    Ok(records)
 }

@@ -43,6 +43,69 @@ use tower::{Service, ServiceExt};
 use crate::record::{Record, RecordBuilder, Timestamp};
 use crate::service::producer::{Delivery, ProduceError, ProduceErrorKind};
 
+/// Every record of `topic` now, read from the beginning of each partition
+/// to its end with a plain consumer (no group commits), or what arrived
+/// within `timeout`. Blocking: for tests and examples against a broker.
+///
+/// ```
+/// use light_kafka::record::Record;
+/// use light_kafka::service::embedded::EmbeddedKafka;
+/// use light_kafka::service::producer::Producer;
+/// use std::time::Duration;
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let kafka = EmbeddedKafka::start()?;
+/// kafka.create_topic("t", 2)?;
+/// let producer = Producer::builder().bootstrap_servers(kafka.bootstrap_servers()).build()?;
+/// producer.oneshot(Record::builder("t").value("v").build()).await?;
+/// let records = light_kafka::testkit::read_topic(kafka.bootstrap_servers(), "t", Duration::from_secs(5))?;
+/// assert_eq!(records.len(), 1);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// A [`KafkaError`](rdkafka::error::KafkaError) when the consumer cannot be
+/// created or the topic's metadata read.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<Record>, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "light-kafka-testkit-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    let mut tpl = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + timeout;
+    let (mut records, mut ends) = (Vec::new(), 0);
+    while ends < partitions && std::time::Instant::now() < deadline {
+        match consumer.poll(std::time::Duration::from_millis(100)) {
+            Some(Ok(message)) => records.push(Record::from_message(&message)),
+            Some(Err(KafkaError::PartitionEOF(_))) => ends += 1,
+            _ => {}
+        }
+    }
+    Ok(records)
+}
+
 /// A mock consumed record for `topic`: partition 0, offset 0, created now.
 ///
 /// ```
