@@ -120,6 +120,8 @@ async fn raw_base(kafka: &Broker, topic: &str, n: usize, round: usize) -> f64 {
 enum Served {
     Handler,
     CanonicalChain,
+    /// The canonical chain built from a config directory.
+    ConfigChain,
 }
 
 /// Records per second of the runtime serving `served`, with `handler_delay`
@@ -185,9 +187,79 @@ async fn serve(
                 .service(handler);
             consumer.serve(chain).await.expect("serve")
         }
+        Served::ConfigChain => {
+            let dir = config_dir(kafka);
+            let config = light_kafka::config::Config::load(&dir).expect("config");
+            let registry = light_kafka::config::Registry::new().handler("bench", handler);
+            let chains = config.chains(&registry).expect("chains");
+            consumer.serve(chains).await.expect("serve");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
     let (first, last) = *times.lock().unwrap();
     (n - 1) as f64 / (last.expect("last") - first.expect("first")).as_secs_f64()
+}
+
+/// The canonical chain of `serve` as config files. Audit goes to the log
+/// (`auditTarget: logfile`), which no subscriber reads here, so the layer
+/// steps aside as it does for the code chain's `NullSink`.
+fn config_dir(kafka: &Broker) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lk-bench-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("config dir");
+    let files = [
+        (
+            "handler.yml",
+            "handlers: [catch-panic, metrics, propagate, trace, audit, dead-letter, retry, bench]\n\
+             chains:\n  default: [catch-panic, metrics, propagate, trace, audit, dead-letter, retry]\n\
+             defaultHandlers: [default, bench]\n"
+                .to_owned(),
+        ),
+        ("metrics.yml", "serviceId: bench\n".to_owned()),
+        ("retry.yml", "maxAttempts: 3\n".to_owned()),
+        (
+            "kafka-consumer.yml",
+            format!("properties:\n  bootstrap.servers: {}\n", kafka.bootstrap_servers()),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("config file");
+    }
+    dir
+}
+
+/// The canonical chain written in code against the same chain built from
+/// config files: throughput ratio, alternating rounds, median.
+async fn config_chain_vs_static(kafka: &Broker) {
+    const N: usize = 400_000;
+    let topic = &kafka.create_topic("bench-config", 4).await;
+    produce(kafka, topic, 4, N, 1_000).await;
+    let mut ratios = Vec::new();
+    for round in 0..ROUNDS {
+        let serve_as = |served, name: &str| {
+            serve(
+                kafka,
+                topic,
+                N,
+                format!("{name}-{round}"),
+                Ordering::Partition,
+                Duration::ZERO,
+                served,
+            )
+        };
+        let fixed = serve_as(Served::CanonicalChain, "static").await;
+        let config = serve_as(Served::ConfigChain, "config").await;
+        println!(
+            "round {round}: static {fixed:.0} rec/s, config {config:.0} rec/s, ratio {:.3}",
+            config / fixed
+        );
+        ratios.push(config / fixed);
+    }
+    println!(
+        "| config-chain-vs-static{} | {:.3} | ratio | `{}` |",
+        kafka.suffix(),
+        median(&mut ratios),
+        kafka.command("consume")
+    );
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -326,6 +398,9 @@ fn main() {
         if only.is_empty() || only == "consume-runtime-vs-raw" {
             // The chain row is measured on the embedded broker.
             consume_runtime_vs_raw(&kafka, kafka.suffix() != "-real").await;
+        }
+        if only.is_empty() || only == "config-chain-vs-static" {
+            config_chain_vs_static(&kafka).await;
         }
         if only.is_empty() || only == "key-ordered-speedup" {
             key_ordered_speedup(&kafka).await;

@@ -293,9 +293,34 @@ fn observability(c: &mut Criterion) {
     run(c, "observability-stack", stack, record);
 }
 
+/// A record through the HTTP adapter into an axum router whose handler
+/// extracts the JSON body and answers 200.
+fn http_adapter(c: &mut Criterion) {
+    use axum::routing::post;
+    #[derive(serde::Deserialize)]
+    struct Order {
+        #[allow(dead_code)]
+        item: String,
+    }
+    let router = axum::Router::new().route(
+        "/orders",
+        post(|axum::Json(order): axum::Json<Order>| async move {
+            black_box(order);
+            axum::http::StatusCode::OK
+        }),
+    );
+    let record = consumed(&token());
+    run(
+        c,
+        "http-adapter",
+        light_kafka::http::HttpAdapter::new(router),
+        record,
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = jwt, propagate, schema, avro, dead_letter, observability
+    targets = jwt, propagate, schema, avro, dead_letter, observability, http_adapter
 }
 criterion_main!(benches);

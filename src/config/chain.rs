@@ -137,14 +137,18 @@ struct Placed<'a> {
 
 /// The chains of a config, one per route. A [`Service`] itself: it sends
 /// each record to the chain of its topic (exact routes first, then
-/// patterns in file order, then `defaultHandlers`).
+/// patterns in file order, then `defaultHandlers`). It is ready when every
+/// chain is ready (as tower's `Steer`), and calls the chain without cloning
+/// it or boxing its future again.
 #[derive(Clone)]
 pub struct Chains {
-    exact: Arc<HashMap<String, BoxRecordService>>,
-    patterns: Arc<Vec<(regex_lite::Regex, BoxRecordService)>>,
-    default: Option<BoxRecordService>,
-    // The chain serving the current call (cloned per call, as tower asks).
-    routed: HashMap<Arc<str>, BoxRecordService>,
+    chains: Vec<BoxRecordService>,
+    exact: Arc<HashMap<String, usize>>,
+    patterns: Arc<Vec<(regex_lite::Regex, usize)>>,
+    default: Option<usize>,
+    // The route of the last topic seen: records of one partition share
+    // their topic's `Arc`, so this is usually a pointer comparison.
+    last: Option<(Arc<str>, Option<usize>)>,
 }
 
 impl fmt::Debug for Chains {
@@ -165,23 +169,25 @@ impl fmt::Debug for Chains {
 }
 
 impl Chains {
-    /// The chain records of `topic` run through, if a route covers it.
-    pub fn for_topic(&self, topic: &str) -> Option<BoxRecordService> {
-        if let Some(chain) = self.exact.get(topic) {
-            return Some(chain.clone());
+    fn route_of(&self, topic: &str) -> Option<usize> {
+        if let Some(&i) = self.exact.get(topic) {
+            return Some(i);
         }
         self.patterns
             .iter()
             .find(|(pattern, _)| pattern.is_match(topic))
-            .map(|(_, chain)| chain.clone())
-            .or_else(|| self.default.clone())
+            .map(|&(_, i)| i)
+            .or(self.default)
+    }
+
+    /// The chain records of `topic` run through, if a route covers it.
+    pub fn for_topic(&self, topic: &str) -> Option<BoxRecordService> {
+        self.route_of(topic).map(|i| self.chains[i].clone())
     }
 
     /// Whether a route covers `topic`.
     pub fn covers(&self, topic: &str) -> bool {
-        self.exact.contains_key(topic)
-            || self.patterns.iter().any(|(p, _)| p.is_match(topic))
-            || self.default.is_some()
+        self.route_of(topic).is_some()
     }
 }
 
@@ -190,30 +196,38 @@ impl Service<Record> for Chains {
     type Error = BoxError;
     type Future = <BoxRecordService as Service<Record>>::Future;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Each chain is made ready in `call` (their readiness differs per topic).
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        for chain in &mut self.chains {
+            if chain.poll_ready(cx)?.is_pending() {
+                return Poll::Pending;
+            }
+        }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, record: Record) -> Self::Future {
-        let topic = record.topic_arc().clone();
-        let chain = match self.routed.get(&topic) {
-            Some(chain) => chain.clone(),
-            None => match self.for_topic(&topic) {
-                Some(chain) => {
-                    self.routed.insert(topic, chain.clone());
-                    chain
-                }
-                None => {
-                    let error = crate::Error::new(
-                        ErrorKind::Config,
-                        format!("no route in handler.yml for topic `{topic}`"),
-                    );
-                    return Box::pin(std::future::ready(Err(error.into())));
-                }
-            },
+        let route = match &self.last {
+            Some((topic, route))
+                if Arc::ptr_eq(topic, record.topic_arc()) || **topic == *record.topic() =>
+            {
+                *route
+            }
+            _ => {
+                let route = self.route_of(record.topic());
+                self.last = Some((record.topic_arc().clone(), route));
+                route
+            }
         };
-        Box::pin(chain.oneshot(record))
+        match route {
+            Some(i) => self.chains[i].call(record),
+            None => {
+                let error = crate::Error::new(
+                    ErrorKind::Config,
+                    format!("no route in handler.yml for topic `{}`", record.topic()),
+                );
+                Box::pin(std::future::ready(Err(error.into())))
+            }
+        }
     }
 }
 
@@ -294,6 +308,7 @@ impl Config {
         }
         let mut exact = HashMap::new();
         let mut patterns = Vec::new();
+        let mut services: Vec<BoxRecordService> = Vec::new();
         let mut built: HashMap<String, BoxRecordService> = HashMap::new();
         for route in &handler.topics {
             let place = route.topic.as_ref().or(route.pattern.as_ref());
@@ -313,7 +328,7 @@ impl Config {
                     "a route has a `topic` or a `pattern`, not both",
                 ));
             }
-            let chain = self.route(
+            services.push(self.route(
                 &file,
                 &route.exec,
                 place,
@@ -321,7 +336,8 @@ impl Config {
                 &chains,
                 registry,
                 &mut built,
-            )?;
+            )?);
+            let chain = services.len() - 1;
             match (&route.topic, &route.pattern) {
                 (Some(topic), _) => {
                     exact.insert(topic.value.clone(), chain);
@@ -349,23 +365,27 @@ impl Config {
                         "`defaultHandlers` is empty",
                     )
                 })?;
-                Some(self.route(
-                    &file,
-                    &list.value,
-                    place,
-                    &entries,
-                    &chains,
-                    registry,
-                    &mut built,
-                )?)
+                {
+                    services.push(self.route(
+                        &file,
+                        &list.value,
+                        place,
+                        &entries,
+                        &chains,
+                        registry,
+                        &mut built,
+                    )?);
+                    Some(services.len() - 1)
+                }
             }
             None => None,
         };
         Ok(Chains {
+            chains: services,
             exact: Arc::new(exact),
             patterns: Arc::new(patterns),
             default,
-            routed: HashMap::new(),
+            last: None,
         })
     }
 
@@ -459,6 +479,16 @@ impl Config {
         };
         if !self.handler.enabled {
             return Ok(service);
+        }
+        let names: Vec<(&str, &Spanned<String>)> = layers
+            .iter()
+            .map(|p| match entries.get(p.name) {
+                Some(Entry::Layer(name)) => (name.as_str(), p.at),
+                _ => (p.name, p.at),
+            })
+            .collect();
+        if let Some(chain) = self.static_chain(&names, service.clone(), registry)? {
+            return Ok(chain);
         }
         for placed in layers.iter().rev() {
             let Some(Entry::Layer(name)) = entries.get(placed.name) else {

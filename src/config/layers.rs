@@ -7,11 +7,22 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Config;
-use super::chain::{LayerFn, Registry, erase};
+use tower::ServiceBuilder;
+use tower::util::MapResponseLayer;
+use tower_layer::Stack;
+
+use super::chain::{BUILTIN_LAYERS, LayerFn, Registry, erase};
 use super::files::{AuditTarget, Mask};
 use super::source::{ConfigError, ConfigErrorKind};
 use crate::builder::BoxRecordService;
 use crate::error::BoxError;
+use crate::layers::audit::{AuditLayer, KafkaSink, LogSink};
+use crate::layers::catch_panic::CatchPanicLayer;
+use crate::layers::dead_letter::{DeadLetterLayer, Outcome};
+use crate::layers::metrics::MetricsLayer;
+use crate::layers::propagate::PropagateLayer;
+use crate::layers::retry::{RetryPolicy, RetryRecordsLayer};
+use crate::layers::trace::TraceLayer;
 use crate::record::Record;
 use crate::service::producer::Producer;
 
@@ -24,6 +35,9 @@ where
 {
     Arc::new(move |inner| erase(layer.layer(inner)))
 }
+
+/// A record the dead-letter layer answered for is settled either way.
+fn settled(_: Outcome<()>) {}
 
 /// Fields masked by light-4j's `mask: true`.
 const MASKED_BY_DEFAULT: [&str; 4] = ["password", "secret", "token", "creditCard"];
@@ -109,87 +123,16 @@ impl Config {
         if let Some(layer) = registry.layers.get(name) {
             return Ok(Some(layer.clone()));
         }
-        use crate::layers::{
-            audit::{AuditLayer, KafkaSink, LogSink},
-            catch_panic::CatchPanicLayer,
-            dead_letter::DeadLetterLayer,
-            metrics::MetricsLayer,
-            propagate::PropagateLayer,
-            retry::RetryPolicy,
-            trace::TraceLayer,
-        };
-        let on = |enabled: Option<bool>| enabled.unwrap_or(true);
         Ok(match name {
             "catch-panic" => Some(layer_fn(CatchPanicLayer::new())),
-            "metrics" => on(self.metrics.as_ref().map(|m| m.enabled))
-                .then(|| layer_fn(MetricsLayer::consume(self.service_id()))),
-            "propagate" => on(self.correlation.as_ref().map(|c| c.enabled))
-                .then(|| layer_fn(PropagateLayer::consume())),
-            "trace" => on(self.trace.as_ref().map(|t| t.enabled)).then(|| {
-                let layer = TraceLayer::consume();
-                layer_fn(match self.consumer_property("group.id") {
-                    Some(group) => layer.group(group),
-                    None => layer,
-                })
-            }),
-            "audit" => {
-                let consumer = self.consumer.as_ref();
-                if !on(self.audit.as_ref().map(|a| a.enabled))
-                    || !on(consumer.map(|c| c.audit_enabled))
-                {
-                    return Ok(None);
-                }
-                let service_id = self.service_id();
-                let mut layer = match consumer.map(|c| (c.audit_target, c.audit_topic.clone())) {
-                    Some((AuditTarget::Topic, topic)) => {
-                        AuditLayer::consumer(service_id, KafkaSink::new(self.producer()?, topic))
-                    }
-                    _ => AuditLayer::consumer(service_id, LogSink),
-                };
-                if let Some(audit) = &self.audit {
-                    layer = match &audit.mask {
-                        Mask::Switch(true) => layer.mask(MASKED_BY_DEFAULT),
-                        Mask::Switch(false) => layer,
-                        Mask::Fields(fields) => layer.mask(fields.clone()),
-                    };
-                    layer = layer
-                        .audit_on_error(audit.audit_on_error)
-                        .headers(audit.headers.clone());
-                    if audit.hash_chain {
-                        layer = layer.hash_chain();
-                    }
-                }
-                Some(layer_fn(layer))
-            }
-            "dead-letter" => match self.consumer.as_ref() {
-                Some(c) if !c.dead_letter_enabled => None,
-                consumer => {
-                    let suffix =
-                        consumer.map_or(".dlq".to_owned(), |c| c.dead_letter_topic_ext.clone());
-                    Some(layer_fn(
-                        DeadLetterLayer::new(self.producer()?).suffix(suffix),
-                    ))
-                }
-            },
-            "retry" => match self.retry.as_ref() {
-                Some(r) if !r.enabled => None,
-                retry => {
-                    let mut policy =
-                        RetryPolicy::new(retry.and_then(|r| r.max_attempts).unwrap_or(3));
-                    if let Some(r) = retry
-                        && (r.initial_backoff_ms.is_some() || r.max_backoff_ms.is_some())
-                    {
-                        let first =
-                            std::time::Duration::from_millis(r.initial_backoff_ms.unwrap_or(100));
-                        let max =
-                            std::time::Duration::from_millis(r.max_backoff_ms.unwrap_or(5_000));
-                        policy = policy.backoff(first, max.max(first));
-                    }
-                    Some(layer_fn(policy.layer()))
-                }
-            },
-            "jwt" => self.jwt(place)?,
-            "schema" => self.schema_layer(place)?,
+            "metrics" => self.metrics_layer().map(layer_fn),
+            "propagate" => self.propagate_layer().map(layer_fn),
+            "trace" => self.trace_layer().map(layer_fn),
+            "audit" => self.audit_layer()?.map(layer_fn),
+            "dead-letter" => self.dead_letter_layer()?.map(layer_fn),
+            "retry" => self.retry_layer().map(layer_fn),
+            "jwt" => self.jwt_layer(place)?.map(layer_fn),
+            "schema" => self.schema_layer(place)?.map(layer_fn),
             other => {
                 return Err(self.at_place(
                     place,
@@ -198,6 +141,163 @@ impl Config {
                 ));
             }
         })
+    }
+
+    /// The chain of built-in layers `names` around `handler` as one static
+    /// stack, erased once, when `names` are all built-ins in the canonical
+    /// order (each at most once) and none is overridden by the registry;
+    /// `None` otherwise. The same layers as [`Config::layer`] builds, without
+    /// a box per layer.
+    pub(crate) fn static_chain(
+        &self,
+        names: &[(&str, &Spanned<String>)],
+        handler: BoxRecordService,
+        registry: &Registry,
+    ) -> Result<Option<BoxRecordService>, ConfigError> {
+        let mut last = None;
+        for (name, _) in names {
+            let index = BUILTIN_LAYERS.iter().position(|b| b == name);
+            match index {
+                Some(i) if last.is_none_or(|l| i > l) && !registry.layers.contains_key(*name) => {
+                    last = Some(i)
+                }
+                _ => return Ok(None),
+            }
+        }
+        let place = |name: &str| names.iter().find(|(n, _)| *n == name).map(|(_, p)| *p);
+        let has = |name: &str| place(name).is_some();
+        let jwt = match place("jwt") {
+            Some(at) => self.jwt_layer(at)?,
+            None => None,
+        };
+        let schema = match place("schema") {
+            Some(at) => self.schema_layer(at)?,
+            None => None,
+        };
+        let dead_letter = if has("dead-letter") {
+            self.dead_letter_layer()?
+        } else {
+            None
+        };
+        let audit = if has("audit") {
+            self.audit_layer()?
+        } else {
+            None
+        };
+        let chain = ServiceBuilder::new()
+            .option_layer(has("catch-panic").then(CatchPanicLayer::new))
+            .option_layer(if has("metrics") {
+                self.metrics_layer()
+            } else {
+                None
+            })
+            .option_layer(if has("propagate") {
+                self.propagate_layer()
+            } else {
+                None
+            })
+            .option_layer(if has("trace") {
+                self.trace_layer()
+            } else {
+                None
+            })
+            .option_layer(audit)
+            .option_layer(
+                dead_letter
+                    .map(|l| Stack::new(l, MapResponseLayer::new(settled as fn(Outcome<()>)))),
+            )
+            .option_layer(if has("retry") {
+                self.retry_layer()
+            } else {
+                None
+            })
+            .option_layer(jwt)
+            .option_layer(schema)
+            .service(handler);
+        Ok(Some(erase(chain)))
+    }
+
+    fn metrics_layer(&self) -> Option<MetricsLayer> {
+        self.on(self.metrics.as_ref().map(|m| m.enabled))
+            .then(|| MetricsLayer::consume(self.service_id()))
+    }
+
+    fn propagate_layer(&self) -> Option<PropagateLayer> {
+        self.on(self.correlation.as_ref().map(|c| c.enabled))
+            .then(PropagateLayer::consume)
+    }
+
+    fn trace_layer(&self) -> Option<TraceLayer> {
+        self.on(self.trace.as_ref().map(|t| t.enabled)).then(|| {
+            let layer = TraceLayer::consume();
+            match self.consumer_property("group.id") {
+                Some(group) => layer.group(group),
+                None => layer,
+            }
+        })
+    }
+
+    fn audit_layer(&self) -> Result<Option<AuditLayer>, ConfigError> {
+        let consumer = self.consumer.as_ref();
+        if !self.on(self.audit.as_ref().map(|a| a.enabled))
+            || !self.on(consumer.map(|c| c.audit_enabled))
+        {
+            return Ok(None);
+        }
+        let service_id = self.service_id();
+        let mut layer = match consumer.map(|c| (c.audit_target, c.audit_topic.clone())) {
+            Some((AuditTarget::Topic, topic)) => {
+                AuditLayer::consumer(service_id, KafkaSink::new(self.producer()?, topic))
+            }
+            _ => AuditLayer::consumer(service_id, LogSink),
+        };
+        if let Some(audit) = &self.audit {
+            layer = match &audit.mask {
+                Mask::Switch(true) => layer.mask(MASKED_BY_DEFAULT),
+                Mask::Switch(false) => layer,
+                Mask::Fields(fields) => layer.mask(fields.clone()),
+            };
+            layer = layer
+                .audit_on_error(audit.audit_on_error)
+                .headers(audit.headers.clone());
+            if audit.hash_chain {
+                layer = layer.hash_chain();
+            }
+        }
+        Ok(Some(layer))
+    }
+
+    fn dead_letter_layer(&self) -> Result<Option<DeadLetterLayer<Producer>>, ConfigError> {
+        match self.consumer.as_ref() {
+            Some(c) if !c.dead_letter_enabled => Ok(None),
+            consumer => {
+                let suffix =
+                    consumer.map_or(".dlq".to_owned(), |c| c.dead_letter_topic_ext.clone());
+                Ok(Some(DeadLetterLayer::new(self.producer()?).suffix(suffix)))
+            }
+        }
+    }
+
+    fn retry_layer(&self) -> Option<RetryRecordsLayer> {
+        match self.retry.as_ref() {
+            Some(r) if !r.enabled => None,
+            retry => {
+                let mut policy = RetryPolicy::new(retry.and_then(|r| r.max_attempts).unwrap_or(3));
+                if let Some(r) = retry
+                    && (r.initial_backoff_ms.is_some() || r.max_backoff_ms.is_some())
+                {
+                    let first =
+                        std::time::Duration::from_millis(r.initial_backoff_ms.unwrap_or(100));
+                    let max = std::time::Duration::from_millis(r.max_backoff_ms.unwrap_or(5_000));
+                    policy = policy.backoff(first, max.max(first));
+                }
+                Some(policy.layer())
+            }
+        }
+    }
+
+    fn on(&self, enabled: Option<bool>) -> bool {
+        enabled.unwrap_or(true)
     }
 
     fn at_place(
@@ -230,7 +330,10 @@ impl Config {
     }
 
     #[cfg(feature = "jwt")]
-    fn jwt(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+    fn jwt_layer(
+        &self,
+        place: &Spanned<String>,
+    ) -> Result<Option<crate::layers::jwt::JwtVerifyLayer>, ConfigError> {
         use crate::layers::jwt::{JwtVerifyLayer, KeySet, KeySource};
         let security = self.security.as_ref().ok_or_else(|| {
             self.at_place(place, ConfigErrorKind::Invalid, "`jwt` needs security.yml")
@@ -292,11 +395,14 @@ impl Config {
         if security.reject_unscoped_topics {
             builder = builder.reject_unscoped_topics();
         }
-        Ok(Some(layer_fn(builder.build())))
+        Ok(Some(builder.build()))
     }
 
     #[cfg(not(feature = "jwt"))]
-    fn jwt(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+    fn jwt_layer(
+        &self,
+        place: &Spanned<String>,
+    ) -> Result<Option<tower::layer::util::Identity>, ConfigError> {
         Err(self.at_place(
             place,
             ConfigErrorKind::Invalid,
@@ -305,7 +411,10 @@ impl Config {
     }
 
     #[cfg(feature = "json-schema")]
-    fn schema_layer(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+    fn schema_layer(
+        &self,
+        place: &Spanned<String>,
+    ) -> Result<Option<crate::layers::schema::JsonSchemaLayer>, ConfigError> {
         use crate::layers::schema::JsonSchemaLayer;
         let schema = self.schema.as_ref().ok_or_else(|| {
             self.at_place(place, ConfigErrorKind::Invalid, "`schema` needs schema.yml")
@@ -319,11 +428,14 @@ impl Config {
                 .with_schema_file(topic.clone(), self.dir.join(&path.value))
                 .map_err(|e| self.in_file("schema.yml", Some(&path.referenced), e.to_string()))?;
         }
-        Ok(Some(layer_fn(layer)))
+        Ok(Some(layer))
     }
 
     #[cfg(not(feature = "json-schema"))]
-    fn schema_layer(&self, place: &Spanned<String>) -> Result<Option<LayerFn>, ConfigError> {
+    fn schema_layer(
+        &self,
+        place: &Spanned<String>,
+    ) -> Result<Option<tower::layer::util::Identity>, ConfigError> {
         Err(self.at_place(
             place,
             ConfigErrorKind::Invalid,

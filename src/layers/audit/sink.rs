@@ -32,13 +32,18 @@ where
 }
 
 /// Logs each entry as a `tracing` event on target `audit` at `INFO`, whose
-/// message is the entry as one JSON object.
+/// message is the entry as one JSON object. When no subscriber takes events
+/// of that target and level, no entry is built at all.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogSink;
 
 impl AuditSink for LogSink {
     fn write(&self, entry: AuditEntry) {
         tracing::info!(target: "audit", "{}", entry.to_json());
+    }
+
+    fn enabled(&self) -> bool {
+        tracing::enabled!(target: "audit", tracing::Level::INFO)
     }
 }
 
