@@ -580,7 +580,12 @@ fn at(error: &light_kafka::config::ConfigError) -> (String, u64, u64, ConfigErro
 fn every_bad_config_names_its_file_line_and_column() {
     use ConfigErrorKind::*;
     let ok_handler = "handlers: [orders]\ndefaultHandlers: [orders]\n";
-    let cases: Vec<(&str, Vec<(&str, &str)>, (&str, u64, u64, ConfigErrorKind))> = vec![
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        (&'a str, u64, u64, ConfigErrorKind),
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             "unknown key",
             vec![

@@ -314,6 +314,7 @@ impl Config {
         )
     }
 
+    #[cfg(any(feature = "jwt", feature = "json-schema"))]
     fn in_file(
         &self,
         file: &str,
