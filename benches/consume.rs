@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use light_kafka::builder::ServiceBuilderExt;
 use light_kafka::layers::audit::{AuditLayer, NullSink};
 use light_kafka::layers::retry::RetryPolicy;
@@ -42,37 +41,14 @@ use light_kafka::service::producer::Producer;
 use rdkafka::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use tower::{Service, ServiceExt, service_fn};
+use tower::service_fn;
 
 #[path = "support/broker.rs"]
+#[allow(dead_code)]
 mod broker;
-use broker::Broker;
+use broker::{Broker, median, seed as produce};
 
 const ROUNDS: usize = 5;
-
-async fn produce(kafka: &Broker, topic: &str, partitions: i32, n: usize, keys: usize) {
-    let mut producer = Producer::builder()
-        .bootstrap_servers(kafka.bootstrap_servers())
-        .set("linger.ms", "10")
-        .set("batch.num.messages", "10000")
-        .build()
-        .expect("producer");
-    let mut pending = futures_util::stream::FuturesUnordered::new();
-    for i in 0..n {
-        let record = Record::builder(topic)
-            .partition((i % partitions as usize) as i32)
-            .key(format!("key-{}", i % keys))
-            .value(format!("{i:016}"))
-            .build();
-        pending.push(producer.ready().await.expect("ready").call(record));
-        while pending.len() > 50_000 {
-            pending.next().await.expect("pending").expect("delivery");
-        }
-    }
-    while let Some(result) = pending.next().await {
-        result.expect("delivery");
-    }
-}
 
 fn client_config(kafka: &Broker, group: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -262,11 +238,6 @@ async fn config_chain_vs_static(kafka: &Broker) {
     );
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
 async fn consume_runtime_vs_raw(kafka: &Broker, chain: bool) {
     const N: usize = 400_000;
     let topic = &kafka.create_topic("bench", 4).await;
@@ -375,22 +346,7 @@ async fn key_ordered_speedup(kafka: &Broker) {
 }
 
 fn main() {
-    if broker::serve_if_child() {
-        return;
-    }
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and
-    // only wants to know that this builds.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let only = std::env::var("LIGHT_KAFKA_BENCH").unwrap_or_default();
-    runtime.block_on(async {
-        let kafka = Broker::start();
+    broker::main(|kafka, only| async move {
         // The recorder of a production service; the chain's metrics go to it.
         let _ = light_kafka::layers::metrics::prometheus::install_recorder(
             light_kafka::layers::metrics::prometheus::UPKEEP_INTERVAL,

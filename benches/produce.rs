@@ -30,8 +30,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tower::ServiceExt;
 
 #[path = "support/broker.rs"]
+#[allow(dead_code)]
 mod broker;
-use broker::Broker;
+use broker::{Broker, median};
 
 const ROUNDS: usize = 5;
 const N: usize = 200_000;
@@ -150,25 +151,8 @@ async fn service(kafka: &Broker, topic: &str) -> f64 {
     N as f64 / start.elapsed().as_secs_f64()
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
 fn main() {
-    if broker::serve_if_child() {
-        return;
-    }
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    runtime.block_on(async {
-        let kafka = Broker::start();
+    broker::main(|kafka, _only| async move {
         let topic = kafka.create_topic("produce-bench", 4).await;
         let _ = light_kafka::layers::metrics::prometheus::install_recorder(
             light_kafka::layers::metrics::prometheus::UPKEEP_INTERVAL,

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use light_kafka::record::Record;
 use light_kafka::service::consumer::{Consumer, Ordering};
 use light_kafka::service::producer::Producer;
@@ -24,42 +23,15 @@ use light_kafka::streams::processor::StreamProcessor;
 use light_kafka::streams::restore::restore;
 use light_kafka::streams::store::MemoryBackend;
 use rdkafka::config::ClientConfig;
-use tower::{Service, ServiceExt, service_fn};
+use tower::{ServiceExt, service_fn};
 
 #[path = "support/broker.rs"]
+#[allow(dead_code)]
 mod broker;
-use broker::Broker;
+use broker::{Broker, median, seed};
 
 const ROUNDS: usize = 5;
 const N: usize = 100_000;
-
-async fn produce(kafka: &Broker, topic: &str, partitions: i32, n: usize) {
-    let mut producer = Producer::builder()
-        .bootstrap_servers(kafka.bootstrap_servers())
-        .set("linger.ms", "10")
-        .build()
-        .expect("producer");
-    let mut pending = futures_util::stream::FuturesUnordered::new();
-    for i in 0..n {
-        let record = Record::builder(topic)
-            .partition((i % partitions as usize) as i32)
-            .key(format!("key-{i}"))
-            .value(format!("{i:016}"))
-            .build();
-        pending.push(producer.ready().await.expect("ready").call(record));
-        while pending.len() > 50_000 {
-            pending.next().await.expect("pending").expect("delivery");
-        }
-    }
-    while let Some(result) = pending.next().await {
-        result.expect("delivery");
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
 
 /// Marks the first and the n-th call.
 #[derive(Clone)]
@@ -172,7 +144,7 @@ async fn at_least_once(kafka: &Broker, input: &str, out: &str, round: usize) -> 
 async fn eos_vs_at_least_once(kafka: &Broker) {
     let input = kafka.create_topic("eos-in", 4).await;
     let out = kafka.create_topic("eos-out", 4).await;
-    produce(kafka, &input, 4, N).await;
+    seed(kafka, &input, 4, N, N).await;
     let (mut ratios, mut eos, mut alo) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let a = at_least_once(kafka, &input, &out, round).await;
@@ -199,7 +171,7 @@ async fn eos_vs_at_least_once(kafka: &Broker) {
 
 async fn changelog_restore(kafka: &Broker) {
     let topic = kafka.create_topic("bench-store-changelog", 1).await;
-    produce(kafka, &topic, 1, N).await;
+    seed(kafka, &topic, 1, N, N).await;
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", kafka.bootstrap_servers());
     let mut rates = Vec::new();
@@ -226,39 +198,7 @@ async fn changelog_restore(kafka: &Broker) {
 }
 
 fn main() {
-    if broker::serve_if_child() {
-        return;
-    }
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let only = std::env::var("LIGHT_KAFKA_BENCH").unwrap_or_default();
-    runtime.block_on(async {
-        let kafka = Broker::start();
-        if only == "latency" {
-            let out = kafka.create_topic("lat", 1).await;
-            let producer = Producer::builder()
-                .bootstrap_servers(kafka.bootstrap_servers())
-                .set("linger.ms", "5")
-                .build()
-                .unwrap();
-            for _ in 0..3 {
-                let start = Instant::now();
-                for i in 0..100 {
-                    producer
-                        .clone()
-                        .oneshot(Record::builder(out.as_str()).value(format!("{i}")).build())
-                        .await
-                        .unwrap();
-                }
-                println!("sequential oneshot: {:?} each", start.elapsed() / 100);
-            }
-        }
+    broker::main(|kafka, only| async move {
         if only.is_empty() || only == "eos-processor-vs-at-least-once" {
             eos_vs_at_least_once(&kafka).await;
         }

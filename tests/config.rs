@@ -201,18 +201,7 @@ async fn a_chain_from_files_behaves_as_the_same_chain_in_code() {
     let runtime = common::consumer(&kafka, "from-code", "cfg-orders")
         .build()
         .unwrap();
-    let handle = runtime.handle();
-    let serving = tokio::spawn(runtime.serve(in_code));
-    assert!(
-        common::eventually(Duration::from_secs(30), || handle
-            .health()
-            .partitions
-            .iter()
-            .any(|p| p.committed == Some(5)))
-        .await
-    );
-    handle.shutdown();
-    serving.await.unwrap().unwrap();
+    assert!(common::serve_until_committed(runtime, in_code, 5).await);
 
     // From files.
     let config_dir = dir(
@@ -253,18 +242,7 @@ async fn a_chain_from_files_behaves_as_the_same_chain_in_code() {
         .commit_interval(Duration::from_millis(50))
         .build()
         .unwrap();
-    let handle = runtime.handle();
-    let serving = tokio::spawn(runtime.serve(chains));
-    assert!(
-        common::eventually(Duration::from_secs(30), || handle
-            .health()
-            .partitions
-            .iter()
-            .any(|p| p.committed == Some(5)))
-        .await
-    );
-    handle.shutdown();
-    serving.await.unwrap().unwrap();
+    assert!(common::serve_until_committed(runtime, chains, 5).await);
 
     // Same dead letters.
     let dead = |topic: &str| {

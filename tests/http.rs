@@ -73,25 +73,16 @@ async fn an_axum_router_handles_a_topic_its_4xx_dead_lettered_its_5xx_retried() 
     let runtime = common::consumer(&kafka, "http-orders", "orders")
         .build()
         .unwrap();
-    let handle = runtime.handle();
     let chain = ServiceBuilder::new()
         .dead_letter(dlq)
         .retry_records(
             RetryPolicy::new(3).backoff(Duration::from_millis(5), Duration::from_millis(20)),
         )
         .service(HttpAdapter::new(orders(attempts.clone())));
-    let serving = tokio::spawn(runtime.serve(chain));
-    let done = common::eventually(Duration::from_secs(30), || {
-        handle
-            .health()
-            .partitions
-            .iter()
-            .any(|p| p.committed == Some(10))
-    })
-    .await;
-    handle.shutdown();
-    serving.await.unwrap().unwrap();
-    assert!(done, "every record settled");
+    assert!(
+        common::serve_until_committed(runtime, chain, 10).await,
+        "every record settled"
+    );
     let dead = common::read_topic_exactly(kafka.bootstrap_servers(), "orders.dlq", 1, 1);
     assert_eq!(dead[0].header_str(names::DLQ_ERROR_KIND), Some("invalid"));
     assert!(

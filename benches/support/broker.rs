@@ -154,3 +154,61 @@ impl Drop for Broker {
         }
     }
 }
+
+/// The median of `values` (sorted in place).
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+/// Produces `n` records of 16 bytes to `topic`, record `i` to partition
+/// `i % partitions` with the key `key-{i % keys}`, and waits for them all.
+pub(crate) async fn seed(kafka: &Broker, topic: &str, partitions: i32, n: usize, keys: usize) {
+    use futures_util::StreamExt;
+    use light_kafka::record::Record;
+    use light_kafka::service::producer::Producer;
+    use tower::{Service, ServiceExt};
+    let mut producer = Producer::builder()
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "10000")
+        .build()
+        .expect("producer");
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for i in 0..n {
+        let record = Record::builder(topic)
+            .partition((i % partitions as usize) as i32)
+            .key(format!("key-{}", i % keys))
+            .value(format!("{i:016}"))
+            .build();
+        pending.push(producer.ready().await.expect("ready").call(record));
+        while pending.len() > 50_000 {
+            pending.next().await.expect("pending").expect("delivery");
+        }
+    }
+    while let Some(result) = pending.next().await {
+        result.expect("delivery");
+    }
+}
+
+/// The `main` of a broker bench: serves as a broker host when it is one;
+/// does nothing under `cargo test --benches` (which only checks that benches
+/// build: `cargo bench` passes `--bench`); otherwise runs `body` with the
+/// broker and the value of `LIGHT_KAFKA_BENCH` (the one row to measure, or
+/// empty for all) on a two-thread runtime.
+pub(crate) fn main<F, Fut>(body: F)
+where
+    F: FnOnce(Broker, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if serve_if_child() || !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let only = std::env::var("LIGHT_KAFKA_BENCH").unwrap_or_default();
+    runtime.block_on(async move { body(Broker::start(), only).await });
+}

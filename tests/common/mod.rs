@@ -244,3 +244,33 @@ pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) 
     }
     condition()
 }
+
+/// Serves `service` with `consumer` until the offsets committed over all
+/// partitions add up to `records` (or 30 s pass), then shuts it down;
+/// whether they did.
+pub async fn serve_until_committed<S>(
+    consumer: light_kafka::service::consumer::Consumer,
+    service: S,
+    records: i64,
+) -> bool
+where
+    S: tower::Service<Record> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<light_kafka::BoxError>,
+{
+    let handle = consumer.handle();
+    let serving = tokio::spawn(consumer.serve(service));
+    let done = eventually(Duration::from_secs(30), || {
+        handle
+            .health()
+            .partitions
+            .iter()
+            .filter_map(|p| p.committed)
+            .sum::<i64>()
+            >= records
+    })
+    .await;
+    handle.shutdown();
+    serving.await.expect("serving task").expect("serve");
+    done
+}
