@@ -693,3 +693,98 @@ fn a_missing_handler_yml_is_an_error() {
     assert_eq!(error.kind(), ConfigErrorKind::Io);
     assert!(Path::new(error.file()).ends_with("handler.yml"));
 }
+
+/// Counts the spans opened while it is the default subscriber.
+struct SpanCounter(Arc<AtomicU32>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanCounter {
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn trace_correlation_and_schema_follow_their_files() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let spans = Arc::new(AtomicU32::new(0));
+    let _default = tracing::subscriber::set_default(
+        tracing_subscriber::registry().with(SpanCounter(spans.clone())),
+    );
+    let generated = Arc::new(Mutex::new(Vec::new()));
+    let saw = generated.clone();
+    let probe = tower::layer::layer_fn(move |inner: light_kafka::builder::BoxRecordService| {
+        let saw = saw.clone();
+        tower::util::MapRequest::new(inner, move |record: Record| {
+            let id = light_kafka::context::RecordContext::get(&record)
+                .and_then(|c| c.fields().correlation_id);
+            saw.lock().unwrap().push(id.is_some());
+            record
+        })
+    });
+    let schema = r#"{"type": "object", "required": ["quantity"], "properties": {"quantity": {"type": "integer"}}}"#;
+    let handler = "handlers: [trace, propagate, probe, schema, orders]\ndefaultHandlers: [trace, propagate, probe, schema, orders]\n";
+    let schema_yml = "schemas:\n  orders: order.json\n";
+    let run = |extra: &[(&'static str, &'static str)]| {
+        let mut files = vec![
+            ("handler.yml", handler),
+            ("order.json", schema),
+            ("schema.yml", schema_yml),
+        ];
+        files.extend_from_slice(extra);
+        let dir = dir("switches", &files);
+        Config::load(&dir)
+            .unwrap()
+            .chains(
+                &Registry::new()
+                    .layer("probe", probe.clone())
+                    .handler("orders", handler_ok()),
+            )
+            .unwrap()
+    };
+    let invalid = || {
+        testkit::record("orders")
+            .value(r#"{"quantity": "two"}"#)
+            .build()
+    };
+    let kind = |r: Result<(), BoxError>| r.err().map(|e| light_kafka::error::classify(e.as_ref()));
+
+    let mut on = run(&[]);
+    assert_eq!(
+        kind(testkit::call(&mut on, invalid()).await),
+        Some(ErrorKind::Invalid)
+    );
+    assert_eq!(
+        generated.lock().unwrap().pop(),
+        Some(true),
+        "propagate generated an id"
+    );
+    assert!(spans.load(Ordering::SeqCst) >= 1, "trace opened a span");
+
+    let off = [
+        ("trace.yml", "enabled: false\n"),
+        ("correlation.yml", "enabled: false\n"),
+        (
+            "schema.yml",
+            "enabled: false\nschemas:\n  orders: order.json\n",
+        ),
+    ];
+    let mut all_off = run(&off);
+    let before = spans.load(Ordering::SeqCst);
+    assert_eq!(
+        kind(testkit::call(&mut all_off, invalid()).await),
+        None,
+        "schema off: the record passes"
+    );
+    assert_eq!(
+        generated.lock().unwrap().pop(),
+        Some(false),
+        "propagate off: no id generated"
+    );
+    assert_eq!(spans.load(Ordering::SeqCst), before, "trace off: no span");
+}
