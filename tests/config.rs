@@ -441,15 +441,7 @@ async fn a_registered_layer_runs_at_its_place_in_the_chain() {
     // it runs inside it.
     let seen = Arc::new(Mutex::new(Vec::new()));
     let saw = seen.clone();
-    let stamp = tower::layer::layer_fn(move |inner: light_kafka::builder::BoxRecordService| {
-        let saw = saw.clone();
-        tower::util::MapRequest::new(inner, move |record: Record| {
-            let id = light_kafka::context::RecordContext::get(&record)
-                .and_then(|c| c.fields().correlation_id);
-            saw.lock().unwrap().push(id.is_some());
-            record
-        })
-    });
+    let stamp = correlation_probe(saw);
     for (order, expected) in [
         ("[propagate, stamp, orders]", true),
         ("[stamp, propagate, orders]", false),
@@ -466,6 +458,31 @@ async fn a_registered_layer_runs_at_its_place_in_the_chain() {
             .unwrap();
         assert_eq!(seen.lock().unwrap().pop(), Some(expected), "{order}");
     }
+}
+
+/// A registered layer that records whether the record reaching it had a
+/// generated correlation id in its context.
+fn correlation_probe(
+    seen: Arc<Mutex<Vec<bool>>>,
+) -> impl tower::Layer<
+    light_kafka::builder::BoxRecordService,
+    Service = tower::util::MapRequest<
+        light_kafka::builder::BoxRecordService,
+        impl FnMut(Record) -> Record + Clone + Send + Sync,
+    >,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::layer::layer_fn(move |inner: light_kafka::builder::BoxRecordService| {
+        let seen = seen.clone();
+        tower::util::MapRequest::new(inner, move |record: Record| {
+            let id = light_kafka::context::RecordContext::get(&record)
+                .and_then(|c| c.fields().correlation_id);
+            seen.lock().unwrap().push(id.is_some());
+            record
+        })
+    })
 }
 
 fn handler_ok()
@@ -718,15 +735,7 @@ async fn trace_correlation_and_schema_follow_their_files() {
     );
     let generated = Arc::new(Mutex::new(Vec::new()));
     let saw = generated.clone();
-    let probe = tower::layer::layer_fn(move |inner: light_kafka::builder::BoxRecordService| {
-        let saw = saw.clone();
-        tower::util::MapRequest::new(inner, move |record: Record| {
-            let id = light_kafka::context::RecordContext::get(&record)
-                .and_then(|c| c.fields().correlation_id);
-            saw.lock().unwrap().push(id.is_some());
-            record
-        })
-    });
+    let probe = correlation_probe(saw);
     let schema = r#"{"type": "object", "required": ["quantity"], "properties": {"quantity": {"type": "integer"}}}"#;
     let handler = "handlers: [trace, propagate, probe, schema, orders]\ndefaultHandlers: [trace, propagate, probe, schema, orders]\n";
     let schema_yml = "schemas:\n  orders: order.json\n";

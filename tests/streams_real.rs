@@ -85,6 +85,23 @@ fn check_outputs(bootstrap: &str, out: &str, partitions: i32, inputs: usize) -> 
     (lost, duplicated)
 }
 
+/// A fresh application name under `name`, its input topic holding `n`
+/// records over `partitions` partitions and its empty output topic:
+/// `(bootstrap, application, input, output)`.
+async fn application(name: &str, partitions: i32, n: usize) -> (String, String, String, String) {
+    let kafka = common::real_only();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    let app = format!("{name}-{}", common::uuid_like());
+    let (input, out) = (format!("{app}-in"), format!("{app}-out"));
+    kafka.create_topic(&input, partitions).unwrap();
+    kafka.create_topic(&out, partitions).unwrap();
+    common::produce(&bootstrap, &input, partitions, n, |i| {
+        (format!("k{i}"), i.to_string())
+    })
+    .await;
+    (bootstrap, app, input, out)
+}
+
 async fn child(spec: &str) {
     let mut parts = spec.split('|');
     let (bootstrap, app, input, out, log) = (
@@ -131,16 +148,7 @@ async fn processor_killed_with_sigkill_mid_transaction_outputs_each_input_once()
     }
     const N: usize = 10_000;
     const P: i32 = 4;
-    let kafka = common::real_only();
-    let bootstrap = kafka.bootstrap_servers().to_owned();
-    let app = format!("eos-kill-{}", common::uuid_like());
-    let (input, out) = (format!("{app}-in"), format!("{app}-out"));
-    kafka.create_topic(&input, P).unwrap();
-    kafka.create_topic(&out, P).unwrap();
-    common::produce(&bootstrap, &input, P, N, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
+    let (bootstrap, app, input, out) = application("eos-kill", P, N).await;
     let dir = std::env::temp_dir().join(format!("light-kafka-eos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("restores.log");
@@ -253,16 +261,7 @@ fn processor(
 async fn rebalance(name: &str, protocol: &[(&str, &str)]) {
     const N: usize = 6_000;
     const P: i32 = 6;
-    let kafka = common::real_only();
-    let bootstrap = kafka.bootstrap_servers().to_owned();
-    let app = format!("{name}-{}", common::uuid_like());
-    let (input, out) = (format!("{app}-in"), format!("{app}-out"));
-    kafka.create_topic(&input, P).unwrap();
-    kafka.create_topic(&out, P).unwrap();
-    common::produce(&bootstrap, &input, P, N, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
+    let (bootstrap, app, input, out) = application(name, P, N).await;
     let start = |instance: &str| {
         let builder = processor(&bootstrap, &app, &input, instance, protocol);
         let out = out.clone();
@@ -331,16 +330,7 @@ async fn a_cooperative_rebalance_between_two_processors_outputs_each_input_once(
 #[ignore = "needs the real broker (scripts/kafka test)"]
 async fn a_zombie_processor_cannot_commit() {
     const N: usize = 2_000;
-    let kafka = common::real_only();
-    let bootstrap = kafka.bootstrap_servers().to_owned();
-    let app = format!("eos-zombie-{}", common::uuid_like());
-    let (input, out) = (format!("{app}-in"), format!("{app}-out"));
-    kafka.create_topic(&input, 2).unwrap();
-    kafka.create_topic(&out, 2).unwrap();
-    common::produce(&bootstrap, &input, 2, N, |i| {
-        (format!("k{i}"), i.to_string())
-    })
-    .await;
+    let (bootstrap, app, input, out) = application("eos-zombie", 2, N).await;
 
     let zombie = processor(&bootstrap, &app, &input, "z", &[])
         .max_batch(400)

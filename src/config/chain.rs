@@ -601,7 +601,7 @@ fn check_order(
 }
 
 impl Config {
-    fn at(
+    pub(super) fn at(
         &self,
         spanned: &Spanned<String>,
         kind: ConfigErrorKind,

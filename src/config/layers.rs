@@ -134,7 +134,7 @@ impl Config {
             "jwt" => self.jwt_layer(place)?.map(layer_fn),
             "schema" => self.schema_layer(place)?.map(layer_fn),
             other => {
-                return Err(self.at_place(
+                return Err(self.at(
                     place,
                     ConfigErrorKind::UnknownHandler,
                     format!("no layer `{other}` is registered"),
@@ -300,20 +300,6 @@ impl Config {
         enabled.unwrap_or(true)
     }
 
-    fn at_place(
-        &self,
-        place: &Spanned<String>,
-        kind: ConfigErrorKind,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError::new(
-            kind,
-            &self.handler_path(),
-            self.handler_position(&place.referenced),
-            message,
-        )
-    }
-
     #[cfg(any(feature = "jwt", feature = "json-schema"))]
     fn in_file(
         &self,
@@ -336,9 +322,10 @@ impl Config {
         place: &Spanned<String>,
     ) -> Result<Option<crate::layers::jwt::JwtVerifyLayer>, ConfigError> {
         use crate::layers::jwt::{JwtVerifyLayer, KeySet, KeySource};
-        let security = self.security.as_ref().ok_or_else(|| {
-            self.at_place(place, ConfigErrorKind::Invalid, "`jwt` needs security.yml")
-        })?;
+        let security = self
+            .security
+            .as_ref()
+            .ok_or_else(|| self.at(place, ConfigErrorKind::Invalid, "`jwt` needs security.yml"))?;
         if !security.enable_verify_jwt {
             return Ok(None);
         }
@@ -404,7 +391,7 @@ impl Config {
         &self,
         place: &Spanned<String>,
     ) -> Result<Option<tower::layer::util::Identity>, ConfigError> {
-        Err(self.at_place(
+        Err(self.at(
             place,
             ConfigErrorKind::Invalid,
             "`jwt` needs the crate's `jwt` feature",
@@ -417,9 +404,10 @@ impl Config {
         place: &Spanned<String>,
     ) -> Result<Option<crate::layers::schema::JsonSchemaLayer>, ConfigError> {
         use crate::layers::schema::JsonSchemaLayer;
-        let schema = self.schema.as_ref().ok_or_else(|| {
-            self.at_place(place, ConfigErrorKind::Invalid, "`schema` needs schema.yml")
-        })?;
+        let schema = self
+            .schema
+            .as_ref()
+            .ok_or_else(|| self.at(place, ConfigErrorKind::Invalid, "`schema` needs schema.yml"))?;
         if !schema.enabled {
             return Ok(None);
         }
@@ -437,7 +425,7 @@ impl Config {
         &self,
         place: &Spanned<String>,
     ) -> Result<Option<tower::layer::util::Identity>, ConfigError> {
-        Err(self.at_place(
+        Err(self.at(
             place,
             ConfigErrorKind::Invalid,
             "`schema` needs the crate's `json-schema` feature",
