@@ -104,12 +104,19 @@ async fn tower_http_layers_run_on_records() {
     use tower_http::validate_request::ValidateRequestHeaderLayer;
 
     let attempts = Arc::new(Mutex::new(HashMap::new()));
+    let sensitive = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let marked = sensitive.clone();
     #[allow(deprecated)]
     let router = orders(attempts).layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([
                 http::header::AUTHORIZATION,
             ]))
+            .map_request(move |request: http::Request<axum::body::Body>| {
+                let token = request.headers().get(http::header::AUTHORIZATION);
+                sensitive.store(token.is_some_and(|v| v.is_sensitive()), Ordering::SeqCst);
+                request
+            })
             .layer(RequestBodyLimitLayer::new(64))
             .layer(ValidateRequestHeaderLayer::bearer("s3cret")),
     );
@@ -121,6 +128,10 @@ async fn tower_http_layers_run_on_records() {
         .value(order_value(1))
         .build();
     testkit::call(&mut handler, signed).await.unwrap();
+    assert!(
+        marked.load(Ordering::SeqCst),
+        "the token reached the router marked sensitive"
+    );
     let unsigned = testkit::record("orders").value(order_value(1)).build();
     assert_eq!(
         kind(testkit::call(&mut handler, unsigned).await.unwrap_err()),

@@ -503,13 +503,7 @@ impl<V, C: Codec<V>> Projection<V, C> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<V, StoreError> {
-        self.codec.decode(bytes).map_err(|e| {
-            StoreError::new(
-                super::store::StoreErrorKind::Codec,
-                "cannot decode a projection value",
-            )
-            .caused_by(e)
-        })
+        super::store::decode(&self.codec, bytes)
     }
 }
 

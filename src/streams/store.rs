@@ -445,10 +445,15 @@ impl<V, C: Codec<V>> Store<V, C> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<V, StoreError> {
-        self.codec.decode(bytes).map_err(|e| {
-            StoreError::new(StoreErrorKind::Codec, "cannot decode a store value").caused_by(e)
-        })
+        decode(&self.codec, bytes)
     }
+}
+
+/// Decodes a stored value, a codec failure as a [`StoreError`] of kind `Codec`.
+pub(crate) fn decode<V, C: Codec<V>>(codec: &C, bytes: &[u8]) -> Result<V, StoreError> {
+    codec.decode(bytes).map_err(|e| {
+        StoreError::new(StoreErrorKind::Codec, "cannot decode a stored value").caused_by(e)
+    })
 }
 
 impl<V, C> fmt::Debug for Store<V, C> {

@@ -163,7 +163,8 @@ where
     S::Response: IntoOutputs,
     S::Error: Into<BoxError>,
 {
-    let received = Propagation::from_headers(record.headers());
+    // Copy-on-write: the headers are read only when there are outputs.
+    let received = record.headers().clone();
     let context = RecordContext::of(&mut record);
     record.extensions_mut().insert(stores);
     let service = service.ready().await.map_err(Into::into)?;
@@ -173,7 +174,7 @@ where
         .map_err(Into::into)?
         .into_outputs();
     if !outputs.is_empty() {
-        let from = inherited(received, &context);
+        let from = inherited(Propagation::from_headers(&received), &context);
         for output in &mut outputs {
             stamp(output, &from);
         }
