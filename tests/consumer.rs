@@ -479,11 +479,68 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
         "a partition held {max_partition_buffer}"
     );
     assert!(saw_pause, "fetching was never paused");
+    assert!(health.backpressure_pauses > 0);
     let log = log.lock().unwrap();
     assert!(
         log.settled.values().all(|&n| n == 1),
         "no record may be lost or repeated"
     );
+}
+
+/// A handler that awaits a millisecond of I/O drains a small window long
+/// before the runtime's 20 ms hold runs out, so its partitions keep fetching:
+/// pausing them on every window (as the runtime once did) made librdkafka
+/// discard its prefetched messages and refetch them up to a second later,
+/// about 3,000 records/s whatever the concurrency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_awaiting_io_does_not_pause_its_partitions_on_every_window() {
+    const N: usize = 6_000;
+    const PER_PARTITION: usize = 60;
+    let kafka = common::seeded("awaiting", 2, N, |i| (format!("k{i}"), i.to_string())).await;
+    let settled = Arc::new(Mutex::new(HashMap::<u64, u32>::new()));
+    let consumer = builder(&kafka, "awaiting", "awaiting")
+        .ordering(Ordering::Key)
+        .max_in_flight(1_024)
+        .max_poll_records(PER_PARTITION)
+        .build()
+        .unwrap();
+    let handle = consumer.handle();
+    let handler = {
+        let settled = settled.clone();
+        service_fn(move |record: Record| {
+            let settled = settled.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                *settled
+                    .lock()
+                    .unwrap()
+                    .entry(value_of(&record))
+                    .or_default() += 1;
+                Ok::<_, BoxError>(())
+            }
+        })
+    };
+    let serving = tokio::spawn(consumer.serve(handler));
+    let mut peak = 0;
+    for _ in 0..3_000 {
+        let health = handle.health();
+        let most = health.partitions.iter().map(|p| p.buffered).max();
+        peak = peak.max(most.unwrap_or(0));
+        if settled.lock().unwrap().len() == N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.shutdown();
+    serving.await.unwrap().unwrap();
+
+    let settled = settled.lock().unwrap();
+    assert_eq!(settled.len(), N, "every record settles");
+    assert!(settled.values().all(|&n| n == 1), "none twice");
+    assert!(peak <= PER_PARTITION, "a partition held {peak}");
+    // Each partition fills and drains its window about N / 2 / 20 = 150 times.
+    let pauses = handle.health().backpressure_pauses;
+    assert!(pauses <= 30, "{pauses} pauses for about 300 windows");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

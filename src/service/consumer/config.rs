@@ -98,6 +98,22 @@ pub(crate) struct RuntimeConfig {
     pub(crate) shutdown_timeout: Duration,
 }
 
+impl RuntimeConfig {
+    /// Records of a partition that may wait outside its window while the
+    /// window is full: a third of `max.poll.records`.
+    pub(crate) fn hold_capacity(&self) -> usize {
+        self.partition_buffer / 3
+    }
+
+    /// Records of a partition received and not yet committable before it is
+    /// full: the rest of `max.poll.records`. Once half of it settled, every
+    /// held record fits in it again, so window and held records together
+    /// never exceed `max.poll.records`.
+    pub(crate) fn window_bound(&self) -> usize {
+        self.partition_buffer - self.hold_capacity()
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {

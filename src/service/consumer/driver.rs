@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
 use rdkafka::consumer::{
     CommitMode, Consumer as _, MessageStream, RebalanceProtocol, StreamConsumer,
@@ -42,6 +44,12 @@ const SETTLE_ROUNDS: usize = 1024;
 const TURNS_PER_POLL: usize = 32;
 /// Failed attempts of one record after which its partition is logged as stalled.
 const STALLED_AFTER: u32 = 3;
+/// How long the runtime stops taking messages for a full partition before it
+/// pauses that partition's fetching instead. Pausing is costly in librdkafka:
+/// it discards the partition's prefetched messages, and the broker thread
+/// resumes fetching only when it next wakes up (up to a second later), so a
+/// partition whose window drains within this time is never paused.
+const HOLD_BEFORE_PAUSE: Duration = Duration::from_millis(20);
 
 struct Revocation {
     tpl: TopicPartitionList,
@@ -66,8 +74,13 @@ pub(crate) struct Driver<S: Service<Record>> {
     service: S,
     consumer: Arc<StreamConsumer<RuntimeContext>>,
     batcher: RecordBatcher,
-    /// Slots of the messages in `batcher`, in order.
-    batched: Vec<usize>,
+    /// Slots of the messages in `batcher`, in order, and whether each arrived
+    /// over its partition's bound (held back rather than accepted).
+    batched: Vec<(usize, bool)>,
+    /// A record arrived for this full partition: take no more messages until it
+    /// has room, or until `hold_timer` pauses it.
+    holding: Option<usize>,
+    hold_timer: Pin<Box<Sleep>>,
     /// The runtime holds `max_buffered` records: take no more messages.
     global_full: bool,
     config: RuntimeConfig,
@@ -114,6 +127,8 @@ where
             consumer,
             batcher: RecordBatcher::default(),
             batched: Vec::new(),
+            holding: None,
+            hold_timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             global_full: false,
             config,
             shared,
@@ -174,8 +189,14 @@ where
                 progress = true;
             }
 
+            if let Some(slot) = self.holding
+                && self.hold_timer.as_mut().poll(cx).is_ready()
+            {
+                self.hold_back(slot);
+                progress = true;
+            }
             if self.stop.is_none() {
-                if !self.global_full {
+                if !self.global_full && self.holding.is_none() {
                     progress |= self.poll_messages(cx, stream);
                 }
             } else {
@@ -216,15 +237,17 @@ where
     // ---- messages ---------------------------------------------------------------
 
     /// Takes messages from librdkafka into the batcher (one buffer for their
-    /// payloads), pausing a partition the moment it reaches its bound, then
-    /// hands the records to their partitions.
+    /// payloads), then hands the records to their partitions. A message for a
+    /// partition at its bound is held, and no more are taken until that
+    /// partition has room or is paused (see [`HOLD_BEFORE_PAUSE`]).
     fn poll_messages(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut MessageStream<'_, RuntimeContext>,
     ) -> bool {
         let mut progress = false;
-        while self.batched.len() < MESSAGES_PER_TURN
+        while self.holding.is_none()
+            && self.batched.len() < MESSAGES_PER_TURN
             && self.buffered + self.batched.len() < self.config.max_buffered
         {
             match Pin::new(&mut *stream).poll_next(cx) {
@@ -243,18 +266,23 @@ where
                         continue;
                     }
                     self.batcher.push(&message, p.topic.clone());
-                    self.batched.push(slot);
-                    p.incoming += 1;
-                    if !p.full && p.window() + p.incoming >= self.config.partition_buffer {
-                        // Pause now: librdkafka returns nothing more of this
-                        // partition after the call, so the bound holds exactly.
-                        p.full = true;
-                        p.paused = true;
-                        let mut tpl = TopicPartitionList::new();
-                        tpl.add_partition(&p.topic, p.partition);
-                        if let Err(error) = self.consumer.pause(&tpl) {
-                            self.shared.set_error(&error);
-                        }
+                    let held = p.full;
+                    self.batched.push((slot, held));
+                    if held {
+                        p.incoming_held += 1;
+                    } else {
+                        p.incoming += 1;
+                        p.full = p.window() + p.incoming >= self.config.window_bound();
+                    }
+                    if p.full
+                        && !p.held_back
+                        && p.held.len() + p.incoming_held >= self.config.hold_capacity()
+                    {
+                        // The partition holds all it may: take no more
+                        // messages until it has room, or pause it.
+                        self.holding = Some(slot);
+                        let until = Instant::now() + HOLD_BEFORE_PAUSE;
+                        self.hold_timer.as_mut().reset(until);
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
@@ -269,8 +297,8 @@ where
             let mut batcher = std::mem::take(&mut self.batcher);
             let mut next = slots.iter();
             batcher.finish(|record| {
-                let slot = *next.next().expect("one slot per record");
-                self.on_record(slot, record);
+                let &(slot, held) = next.next().expect("one slot per record");
+                self.on_record(slot, record, held);
             });
             self.batcher = batcher;
             self.batched = slots;
@@ -285,18 +313,21 @@ where
         progress || self.consumer.context().has_events()
     }
 
-    fn on_record(&mut self, slot: usize, record: Record) {
+    fn on_record(&mut self, slot: usize, record: Record, held: bool) {
         let Some(p) = self.slots[slot].as_mut() else {
             return;
         };
+        if held {
+            p.incoming_held -= 1;
+            p.held.push_back(record);
+            self.buffered += 1;
+            return;
+        }
         p.incoming -= 1;
         let Some(offset) = record.offset() else {
             return;
         };
-        let lane = match self.config.ordering {
-            Ordering::Partition => None,
-            Ordering::Key => record.key().cloned(),
-        };
+        let lane = lane(self.config.ordering, &record);
         p.accept(record, offset, lane);
         self.buffered += 1;
         if !p.queued && !p.runnable.is_empty() {
@@ -556,15 +587,69 @@ where
     // ---- backpressure ---------------------------------------------------------
 
     /// After records settled: whether a full partition has room again.
-    /// Hysteresis: full at the bound, room again at half of it.
+    /// Hysteresis: full at the bound, room again at half of it. The records
+    /// held meanwhile join the window, and a partition paused for being full
+    /// resumes.
     fn refresh_full(&mut self, slot: usize) {
-        let bound = self.config.partition_buffer;
+        let bound = self.config.window_bound();
+        let ordering = self.config.ordering;
+        let Some(p) = self.slots[slot].as_mut() else {
+            return;
+        };
+        if !p.full || p.window() > bound / 2 {
+            return;
+        }
+        p.full = false;
+        while let Some(record) = p.held.pop_front() {
+            match record.offset() {
+                Some(offset) => {
+                    let lane = lane(ordering, &record);
+                    p.accept(record, offset, lane);
+                }
+                None => self.buffered -= 1,
+            }
+        }
+        p.full = p.window() >= bound;
+        if std::mem::take(&mut p.held_back) {
+            self.pause_dirty.push(slot);
+        }
+        if self.holding == Some(slot) {
+            self.holding = None;
+        }
+        self.enqueue_if_runnable(slot);
+    }
+
+    /// The partition stayed full for [`HOLD_BEFORE_PAUSE`]: pause its fetching
+    /// so that the other partitions' messages flow again. At once: librdkafka
+    /// returns nothing more of the partition after the call, so what it holds
+    /// stays within half a window.
+    fn hold_back(&mut self, slot: usize) {
+        self.holding = None;
         if let Some(p) = self.slots[slot].as_mut()
             && p.full
-            && p.window() <= bound / 2
         {
-            p.full = false;
+            p.held_back = true;
+            if !p.paused {
+                p.paused = true;
+                self.shared.backpressure_pauses.fetch_add(1, Relaxed);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&p.topic, p.partition);
+                if let Err(error) = self.consumer.pause(&tpl) {
+                    self.shared.set_error(&error);
+                }
+            }
+        }
+    }
+
+    /// Drops the partition's records that are not running yet.
+    fn drop_waiting(&mut self, slot: usize) {
+        if let Some(p) = self.slots[slot].as_mut() {
+            let held = p.drop_waiting();
+            self.unbuffer(held);
             self.pause_dirty.push(slot);
+        }
+        if self.holding == Some(slot) {
+            self.holding = None;
         }
     }
 
@@ -736,8 +821,7 @@ where
                     if let Some(slot) = self.lookup(element.topic(), element.partition()) {
                         let p = self.slots[slot].as_mut().expect("indexed slot is live");
                         p.revoking = true;
-                        p.drop_waiting();
-                        self.pause_dirty.push(slot);
+                        self.drop_waiting(slot);
                         slots.push(slot);
                     }
                 }
@@ -841,7 +925,10 @@ where
         };
         p.cancel.cancel();
         self.in_flight -= p.in_flight;
-        self.unbuffer(p.window());
+        self.unbuffer(p.window() + p.held.len());
+        if self.holding == Some(slot) {
+            self.holding = None;
+        }
         if let Some(by_partition) = self.index.get_mut(&p.topic)
             && let Some(entry) = by_partition.get_mut(p.partition as usize)
         {
@@ -867,10 +954,7 @@ where
             tracing::info!("consumer stopping");
         }
         for slot in 0..self.slots.len() {
-            if let Some(p) = self.slots[slot].as_mut() {
-                p.drop_waiting();
-                self.pause_dirty.push(slot);
-            }
+            self.drop_waiting(slot);
         }
         self.ready.clear();
         self.stop = Some(Stop {
@@ -923,7 +1007,7 @@ where
                 committed: p.committed,
                 lag: None,
                 in_flight: p.in_flight,
-                buffered: p.window(),
+                buffered: p.window() + p.held.len(),
                 paused: p.paused,
                 stalled: p.stalled.clone(),
             }),
@@ -935,6 +1019,14 @@ impl<S: Service<Record>> Drop for Driver<S> {
     fn drop(&mut self) {
         // Whatever closes the consumer from now on, rebalances need no driver.
         self.consumer.context().handle_rebalances_inline();
+    }
+}
+
+/// The lane a record waits in: the partition's one, or its key's.
+fn lane(ordering: Ordering, record: &Record) -> Option<Bytes> {
+    match ordering {
+        Ordering::Partition => None,
+        Ordering::Key => record.key().cloned(),
     }
 }
 

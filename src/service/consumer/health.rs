@@ -57,6 +57,12 @@ pub struct Health {
     pub peak_buffered: usize,
     /// Records settled by the service.
     pub processed: u64,
+    /// Times a full partition's fetching was paused because it stayed full
+    /// for 20 ms. Each pause makes librdkafka discard what it prefetched for
+    /// the partition and fetch it again; a count that keeps rising while
+    /// records flow means `max.poll.records` is small for the handler's
+    /// latency.
+    pub backpressure_pauses: u64,
     /// Failed attempts (errors and panics) that were retried or stopped the consumer.
     pub failures: u64,
     /// The last error seen (a failed attempt, a commit or a client error).
@@ -70,6 +76,7 @@ pub(crate) struct Shared {
     pub(crate) buffered: AtomicUsize,
     pub(crate) peak_buffered: AtomicUsize,
     pub(crate) processed: AtomicU64,
+    pub(crate) backpressure_pauses: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) last_error: Mutex<Option<String>>,
     pub(crate) partitions: Mutex<BTreeMap<(String, i32), PartitionHealth>>,
@@ -159,6 +166,7 @@ impl ConsumerHandle {
             buffered: s.buffered.load(Relaxed),
             peak_buffered: s.peak_buffered.load(Relaxed),
             processed: s.processed.load(Relaxed),
+            backpressure_pauses: s.backpressure_pauses.load(Relaxed),
             failures: s.failures.load(Relaxed),
             last_error: s
                 .last_error

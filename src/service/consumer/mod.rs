@@ -81,12 +81,25 @@
 //!
 //! The runtime calls `poll_ready` before every dispatch and dispatches nothing
 //! while the service is not ready. Records keep arriving into bounded buffers:
-//! a partition pauses fetching when it holds
+//! a partition holds at most
 //! [`max.poll.records`](ConsumerBuilder::max_poll_records) records (received and
-//! not yet committable), and every partition pauses when the runtime holds
-//! [`max_buffered`](ConsumerBuilder::max_buffered). A record that arrives after
-//! the bound was reached is dropped and fetched again when the partition
-//! resumes, so memory stays bounded whatever the size of the topic.
+//! not yet committable), and the runtime at most
+//! [`max_buffered`](ConsumerBuilder::max_buffered), so memory stays bounded
+//! whatever the size of the topic.
+//!
+//! A partition is *full* when two thirds of `max.poll.records` are received and
+//! not yet committable; the records that arrive then wait outside its window
+//! (up to the remaining third) until half of the window settled. When that
+//! room is used up, the runtime takes no more messages for 20 ms, and if the
+//! partition is still full it pauses the partition's fetching (counted in
+//! [`Health::backpressure_pauses`]) so that the other partitions' records
+//! flow again; it resumes once the window has room. A partition whose window
+//! drains quickly — a handler that awaits a few milliseconds of I/O — is
+//! never paused: pausing is costly in librdkafka, which discards the
+//! partition's prefetched messages and resumes fetching only when its broker
+//! thread next wakes (up to a second later). When the runtime holds
+//! `max_buffered` records it takes no more messages until half of them
+//! settled; librdkafka's own prefetch limits then stop its fetching.
 //!
 //! # Errors, without a dead-letter layer
 //!
@@ -246,8 +259,9 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Most records held per partition (received and not yet committable)
-    /// before its fetching pauses: `max.poll.records`. Default 500.
+    /// Most records held per partition (received and not yet committable):
+    /// `max.poll.records`. Default 500. Raise it when handlers await I/O and
+    /// [`Health::backpressure_pauses`] keeps rising (see the module docs).
     pub fn max_poll_records(mut self, n: usize) -> Self {
         self.runtime.partition_buffer = n.max(1);
         self

@@ -42,8 +42,16 @@ pub(crate) struct Partition {
     pub(crate) queued: bool,
     /// Whether fetching is paused in librdkafka.
     pub(crate) paused: bool,
-    /// Paused because its buffer (or the runtime's) is full.
+    /// Its window reached `max.poll.records`: records that arrive now wait in
+    /// `held` until half the window settled.
     pub(crate) full: bool,
+    /// Records that arrived while the partition was full (at most half a
+    /// window: then the driver stops taking messages).
+    pub(crate) held: VecDeque<Record>,
+    /// Messages taken from librdkafka to be held, not yet in `held`.
+    pub(crate) incoming_held: usize,
+    /// Fetching paused because the partition stayed full.
+    pub(crate) held_back: bool,
     pub(crate) revoking: bool,
     /// The offset after the settled prefix.
     pub(crate) committable: Option<i64>,
@@ -78,6 +86,9 @@ impl Partition {
             queued: false,
             paused: false,
             full: false,
+            held: VecDeque::new(),
+            incoming_held: 0,
+            held_back: false,
             revoking: false,
             committable: None,
             requested: None,
@@ -109,10 +120,14 @@ impl Partition {
     }
 
     /// Drops every record not yet running (revocation or shutdown: they will be
-    /// delivered again from the committed offset).
-    pub(crate) fn drop_waiting(&mut self) {
+    /// delivered again from the committed offset). Returns how many of them
+    /// were held outside the window.
+    pub(crate) fn drop_waiting(&mut self) -> usize {
         self.runnable.clear();
         self.lanes.clear();
+        let held = self.held.len();
+        self.held.clear();
+        held
     }
 
     /// Records received and not yet committable.
@@ -122,7 +137,7 @@ impl Partition {
 
     /// Whether fetching should be paused.
     pub(crate) fn wants_pause(&self, stopping: bool) -> bool {
-        stopping || self.full || self.retrying > 0 || self.revoking
+        stopping || self.held_back || self.retrying > 0 || self.revoking
     }
 }
 
