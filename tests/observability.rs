@@ -39,24 +39,52 @@ fn snapshotter() -> &'static Snapshotter {
 /// (name, sorted labels) → value, for metrics labelled with `service`.
 type Seen = HashMap<(String, Vec<(String, String)>), DebugValue>;
 
+/// Everything recorded so far. A snapshot drains the debugging recorder
+/// (counters are swapped to zero, histograms emptied), so tests running at
+/// the same time would take each other's values: each snapshot is added here.
+fn recorded() -> std::sync::MutexGuard<'static, Seen> {
+    static RECORDED: OnceLock<Mutex<Seen>> = OnceLock::new();
+    let mut recorded = RECORDED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+        let (name, labels) = key.key().clone().into_parts();
+        let mut labels: Vec<(String, String)> = labels
+            .into_iter()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        labels.sort();
+        let key = (name.as_str().to_owned(), labels);
+        match (recorded.get_mut(&key), value) {
+            (Some(DebugValue::Counter(total)), DebugValue::Counter(n)) => *total += n,
+            (Some(DebugValue::Histogram(all)), DebugValue::Histogram(more)) => all.extend(more),
+            (Some(DebugValue::Gauge(_)), DebugValue::Gauge(g)) if g.into_inner() == 0.0 => {}
+            (_, value) => {
+                recorded.insert(key, value);
+            }
+        }
+    }
+    recorded
+}
+
 fn metrics_of(service: &str) -> Seen {
-    snapshotter()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter_map(|(key, _, _, value)| {
-            let (name, labels) = key.key().clone().into_parts();
-            let mut labels: Vec<(String, String)> = labels
-                .into_iter()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            labels.sort();
-            let mine = labels
+    recorded()
+        .iter()
+        .filter(|((name, labels), _)| {
+            labels
                 .iter()
                 .any(|(k, v)| k == "service.id" && v == service)
                 || (name.as_str() == "messaging.kafka.consumer.lag"
-                    && labels.iter().any(|(_, v)| v == service));
-            mine.then(|| ((name.as_str().to_owned(), labels), value))
+                    && labels.iter().any(|(_, v)| v == service))
+        })
+        .map(|(key, value)| {
+            let value = match value {
+                DebugValue::Counter(n) => DebugValue::Counter(*n),
+                DebugValue::Gauge(g) => DebugValue::Gauge(*g),
+                DebugValue::Histogram(all) => DebugValue::Histogram(all.clone()),
+            };
+            (key.clone(), value)
         })
         .collect()
 }
@@ -534,4 +562,42 @@ async fn every_layer_works_in_consumer_producer_and_stream_chains() {
     );
     assert!(audit[0].correlation_id.is_some() && audit[2].correlation_id.is_some());
     assert_eq!(audit[2].caller_id.as_deref(), Some("producer-svc"));
+}
+
+/// The metrics layer caches the series of the topic it saw last: records of
+/// interleaved topics (and the same topic name in different allocations)
+/// still count under their own topic.
+#[tokio::test]
+async fn records_of_interleaved_topics_count_under_their_own_topic() {
+    snapshotter();
+    let mut handler = ServiceBuilder::new()
+        .layer(MetricsLayer::consume("metrics-topics"))
+        .service(testkit::Accept);
+    let orders = testkit::record("orders").build();
+    for record in [
+        orders.clone(),
+        testkit::record("payments").build(),
+        orders.clone(),
+        testkit::record("orders").build(),
+        testkit::record("payments").build(),
+        orders,
+    ] {
+        testkit::call(&mut handler, record).await.unwrap();
+    }
+    let seen = metrics_of("metrics-topics");
+    let topic = |name: &'static str| {
+        vec![
+            ("service.id", "metrics-topics"),
+            ("messaging.system", "kafka"),
+            ("messaging.operation.name", "process"),
+            ("messaging.destination.name", name),
+            ("outcome", "success"),
+        ]
+    };
+    let consumed = "messaging.client.consumed.messages";
+    assert_eq!(counter(&seen, consumed, &topic("orders")), 4);
+    assert_eq!(counter(&seen, consumed, &topic("payments")), 2);
+    let duration = "messaging.process.duration";
+    assert_eq!(histogram_len(&seen, duration, &topic("orders")), 4);
+    assert_eq!(histogram_len(&seen, duration, &topic("payments")), 2);
 }

@@ -67,6 +67,13 @@ use crate::record::{HeaderName, Record, names};
 pub trait MakeCorrelationId: Send + Sync + 'static {
     /// A new, unique id.
     fn make(&self) -> String;
+
+    /// A new, unique id as a shared string (what the per-record context
+    /// keeps). The default converts [`make`](Self::make)'s `String`;
+    /// [`UuidV7`] writes it directly, with one allocation.
+    fn make_shared(&self) -> Arc<str> {
+        Arc::from(self.make())
+    }
 }
 
 impl<F> MakeCorrelationId for F
@@ -79,17 +86,41 @@ where
 }
 
 /// UUID v7 correlation ids (time-ordered), the default.
+///
+/// Each thread keeps its own `uuid::ContextV7`, so ids made by one thread
+/// are strictly ordered, also within a millisecond, and no lock is shared
+/// between threads (`Uuid::now_v7` orders every id of the process through
+/// one mutex, which costs twice as much per record even uncontended).
+///
+/// ```
+/// use light_kafka::layers::propagate::{MakeCorrelationId, UuidV7};
+///
+/// let id = UuidV7.make();
+/// assert_eq!(id.len(), 36);
+/// assert_eq!(&id[14..15], "7"); // the version digit
+/// assert_ne!(UuidV7.make_shared(), UuidV7.make_shared());
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UuidV7;
 
+impl UuidV7 {
+    fn encode(buffer: &mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &str {
+        thread_local! {
+            static CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
+        }
+        let id = CONTEXT.with(|context| uuid::Uuid::new_v7(uuid::Timestamp::now(context)));
+        // Encoded straight into a buffer: no formatting machinery per record.
+        id.hyphenated().encode_lower(buffer)
+    }
+}
+
 impl MakeCorrelationId for UuidV7 {
     fn make(&self) -> String {
-        // Encoded straight into a buffer: no formatting machinery per record.
-        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        uuid::Uuid::now_v7()
-            .hyphenated()
-            .encode_lower(&mut buffer)
-            .to_owned()
+        UuidV7::encode(&mut [0; uuid::fmt::Hyphenated::LENGTH]).to_owned()
+    }
+
+    fn make_shared(&self) -> Arc<str> {
+        Arc::from(UuidV7::encode(&mut [0; uuid::fmt::Hyphenated::LENGTH]))
     }
 }
 
@@ -258,7 +289,7 @@ where
                 let mut correlation = record.header(names::CORRELATION_ID).and_then(text);
                 let generated = correlation.is_none();
                 if generated {
-                    correlation = Some(Arc::from(self.layer.ids.make()));
+                    correlation = Some(self.layer.ids.make_shared());
                 }
                 let traceability = record.header(names::TRACEABILITY_ID).and_then(text);
                 let caller = record.header(names::CALLER_ID).and_then(text);
