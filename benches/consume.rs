@@ -20,6 +20,9 @@
 //!   (no subscriber), audit (to a no-op sink), dead-letter, retry.
 //! - `key-ordered-speedup`: one partition, 100 keys, a 2 ms handler; records/s
 //!   in key-ordered mode divided by records/s in partition-ordered mode.
+//! - `consume-awaiting-default-vs-large-window`: a key-ordered handler awaiting
+//!   5 ms per record, with the default `max.poll.records` against a window
+//!   that never fills.
 //!
 //! Timing starts at the first record of a round, so the group join (the mock
 //! cluster delays a group's first join by 3 s) is not measured. Both sides run
@@ -36,7 +39,7 @@ use light_kafka::builder::ServiceBuilderExt;
 use light_kafka::layers::audit::{AuditLayer, NullSink};
 use light_kafka::layers::retry::RetryPolicy;
 use light_kafka::record::Record;
-use light_kafka::service::consumer::{Consumer, Ordering, RUNTIME_DEFAULTS};
+use light_kafka::service::consumer::{Consumer, ConsumerBuilder, Ordering, RUNTIME_DEFAULTS};
 use light_kafka::service::producer::Producer;
 use rdkafka::Message as _;
 use rdkafka::config::ClientConfig;
@@ -111,7 +114,32 @@ async fn serve(
     handler_delay: Duration,
     served: Served,
 ) -> f64 {
-    let consumer = Consumer::builder()
+    serve_with(
+        kafka,
+        topic,
+        n,
+        group,
+        ordering,
+        handler_delay,
+        served,
+        |b| b,
+    )
+    .await
+}
+
+/// [`serve`] with the consumer's builder adjusted by `tune`.
+#[allow(clippy::too_many_arguments)]
+async fn serve_with(
+    kafka: &Broker,
+    topic: &str,
+    n: usize,
+    group: String,
+    ordering: Ordering,
+    handler_delay: Duration,
+    served: Served,
+    tune: fn(ConsumerBuilder) -> ConsumerBuilder,
+) -> f64 {
+    let builder = Consumer::builder()
         .properties(
             client_config(kafka, &group)
                 .config_map()
@@ -119,9 +147,8 @@ async fn serve(
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
         )
         .topics([topic])
-        .ordering(ordering)
-        .build()
-        .expect("consumer");
+        .ordering(ordering);
+    let consumer = tune(builder).build().expect("consumer");
     let handle = consumer.handle();
     let seen = Arc::new(AtomicUsize::new(0));
     let times = Arc::new(Mutex::new((None::<Instant>, None::<Instant>)));
@@ -345,6 +372,64 @@ async fn key_ordered_speedup(kafka: &Broker) {
     );
 }
 
+/// A key-ordered handler that awaits 5 ms of I/O per record (distinct keys,
+/// so records overlap; 4,096 in flight), with the default `max.poll.records`
+/// (500) against a window of 25,000 that never fills: what the default
+/// window's backpressure costs such a handler.
+async fn awaiting_handler(kafka: &Broker) {
+    const N: usize = 40_000;
+    let topic = &kafka.create_topic("awaiting", 4).await;
+    produce(kafka, topic, 4, N, N).await;
+    let delay = Duration::from_millis(5);
+    let (mut ratios, mut defaults, mut larges) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3 {
+        let default = serve_with(
+            kafka,
+            topic,
+            N,
+            format!("awaiting-default-{round}"),
+            Ordering::Key,
+            delay,
+            Served::Handler,
+            |b| b.max_in_flight(4_096),
+        )
+        .await;
+        let large = serve_with(
+            kafka,
+            topic,
+            N,
+            format!("awaiting-large-{round}"),
+            Ordering::Key,
+            delay,
+            Served::Handler,
+            |b| {
+                b.max_in_flight(4_096)
+                    .max_poll_records(25_000)
+                    .max_buffered(100_000)
+            },
+        )
+        .await;
+        println!(
+            "round {round}: default window {default:.0} rec/s, window 25,000 {large:.0} rec/s, ratio {:.3}",
+            default / large
+        );
+        ratios.push(default / large);
+        defaults.push(default);
+        larges.push(large);
+    }
+    let suffix = kafka.suffix();
+    println!(
+        "consume-awaiting-default-window{suffix}: median {:.0} rec/s; window 25,000: median {:.0} rec/s",
+        median(&mut defaults),
+        median(&mut larges)
+    );
+    println!(
+        "| consume-awaiting-default-vs-large-window{suffix} | {:.3} | ratio | `{}` |",
+        median(&mut ratios),
+        kafka.command("consume")
+    );
+}
+
 fn main() {
     broker::main(|kafka, only| async move {
         // The recorder of a production service; the chain's metrics go to it.
@@ -360,6 +445,9 @@ fn main() {
         }
         if only.is_empty() || only == "key-ordered-speedup" {
             key_ordered_speedup(&kafka).await;
+        }
+        if only.is_empty() || only == "consume-awaiting-default-vs-large-window" {
+            awaiting_handler(&kafka).await;
         }
     });
 }

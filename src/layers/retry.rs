@@ -35,6 +35,7 @@
 //! ```
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,16 +215,22 @@ where
 }
 
 impl<Res> Policy<Record, Res, BoxError> for RetryPolicy {
-    type Future = Sleep;
+    /// Boxed: a retry is rare, and an unboxed `Sleep` (112 bytes) would make
+    /// every record's response future — and every future around it — larger.
+    type Future = Pin<Box<Sleep>>;
 
-    fn retry(&mut self, _record: &mut Record, result: &mut Result<Res, BoxError>) -> Option<Sleep> {
+    fn retry(
+        &mut self,
+        _record: &mut Record,
+        result: &mut Result<Res, BoxError>,
+    ) -> Option<Pin<Box<Sleep>>> {
         let error = result.as_ref().err()?;
         if self.attempts >= self.max_attempts || !self.classifier.retry(classify(error.as_ref())) {
             return None;
         }
         let delay = self.jittered(self.delay(self.attempts));
         self.attempts += 1;
-        Some(tokio::time::sleep(delay))
+        Some(Box::pin(tokio::time::sleep(delay)))
     }
 
     fn clone_request(&mut self, record: &Record) -> Option<Record> {
