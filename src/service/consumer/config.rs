@@ -130,3 +130,23 @@ impl Default for RuntimeConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_and_holding_area_never_exceed_max_poll_records() {
+        for bound in 1..=3_000 {
+            let config = RuntimeConfig {
+                partition_buffer: bound,
+                ..RuntimeConfig::default()
+            };
+            let (window, hold) = (config.window_bound(), config.hold_capacity());
+            assert!(window >= 1, "bound {bound}");
+            assert_eq!(window + hold, bound, "bound {bound}");
+            // When half the window settled, every held record fits in it.
+            assert!(window / 2 + hold <= window, "bound {bound}");
+        }
+    }
+}

@@ -77,8 +77,8 @@ pub(crate) struct Driver<S: Service<Record>> {
     /// Slots of the messages in `batcher`, in order, and whether each arrived
     /// over its partition's bound (held back rather than accepted).
     batched: Vec<(usize, bool)>,
-    /// A record arrived for this full partition: take no more messages until it
-    /// has room, or until `hold_timer` pauses it.
+    /// This full partition's holding area is full too: take no more messages
+    /// until it has room, or until `hold_timer` pauses it.
     holding: Option<usize>,
     hold_timer: Pin<Box<Sleep>>,
     /// The runtime holds `max_buffered` records: take no more messages.
@@ -238,8 +238,9 @@ where
 
     /// Takes messages from librdkafka into the batcher (one buffer for their
     /// payloads), then hands the records to their partitions. A message for a
-    /// partition at its bound is held, and no more are taken until that
-    /// partition has room or is paused (see [`HOLD_BEFORE_PAUSE`]).
+    /// full partition is held outside its window; once its holding area is
+    /// full too, no more messages are taken until that partition has room or
+    /// is paused (see [`HOLD_BEFORE_PAUSE`]).
     fn poll_messages(
         &mut self,
         cx: &mut Context<'_>,
@@ -621,8 +622,8 @@ where
 
     /// The partition stayed full for [`HOLD_BEFORE_PAUSE`]: pause its fetching
     /// so that the other partitions' messages flow again. At once: librdkafka
-    /// returns nothing more of the partition after the call, so what it holds
-    /// stays within half a window.
+    /// returns nothing more of the partition after the call, so the window
+    /// and the held records stay within `max.poll.records`.
     fn hold_back(&mut self, slot: usize) {
         self.holding = None;
         if let Some(p) = self.slots[slot].as_mut()

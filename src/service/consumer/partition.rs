@@ -42,11 +42,11 @@ pub(crate) struct Partition {
     pub(crate) queued: bool,
     /// Whether fetching is paused in librdkafka.
     pub(crate) paused: bool,
-    /// Its window reached `max.poll.records`: records that arrive now wait in
-    /// `held` until half the window settled.
+    /// Its window reached two thirds of `max.poll.records`: records that
+    /// arrive now wait in `held` until half the window settled.
     pub(crate) full: bool,
-    /// Records that arrived while the partition was full (at most half a
-    /// window: then the driver stops taking messages).
+    /// Records that arrived while the partition was full (at most a third of
+    /// `max.poll.records`: then the driver stops taking messages).
     pub(crate) held: VecDeque<Record>,
     /// Messages taken from librdkafka to be held, not yet in `held`.
     pub(crate) incoming_held: usize,
