@@ -104,37 +104,13 @@ enum Served {
 }
 
 /// Records per second of the runtime serving `served`, with `handler_delay`
-/// per record in the handler.
+/// per record in the handler, and the consumer's builder adjusted by `tune`
+/// (ordering, window, concurrency; `|b| b` for the defaults).
 async fn serve(
     kafka: &Broker,
     topic: &str,
     n: usize,
     group: String,
-    ordering: Ordering,
-    handler_delay: Duration,
-    served: Served,
-) -> f64 {
-    serve_with(
-        kafka,
-        topic,
-        n,
-        group,
-        ordering,
-        handler_delay,
-        served,
-        |b| b,
-    )
-    .await
-}
-
-/// [`serve`] with the consumer's builder adjusted by `tune`.
-#[allow(clippy::too_many_arguments)]
-async fn serve_with(
-    kafka: &Broker,
-    topic: &str,
-    n: usize,
-    group: String,
-    ordering: Ordering,
     handler_delay: Duration,
     served: Served,
     tune: fn(ConsumerBuilder) -> ConsumerBuilder,
@@ -146,8 +122,7 @@ async fn serve_with(
                 .iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
         )
-        .topics([topic])
-        .ordering(ordering);
+        .topics([topic]);
     let consumer = tune(builder).build().expect("consumer");
     let handle = consumer.handle();
     let seen = Arc::new(AtomicUsize::new(0));
@@ -244,9 +219,9 @@ async fn config_chain_vs_static(kafka: &Broker) {
                 topic,
                 N,
                 format!("{name}-{round}"),
-                Ordering::Partition,
                 Duration::ZERO,
                 served,
+                |b| b,
             )
         };
         let fixed = serve_as(Served::CanonicalChain, "static").await;
@@ -279,9 +254,9 @@ async fn consume_runtime_vs_raw(kafka: &Broker, chain: bool) {
             topic,
             N,
             format!("runtime-{round}"),
-            Ordering::Partition,
             Duration::ZERO,
             Served::Handler,
+            |b| b,
         )
         .await;
         print!(
@@ -294,9 +269,9 @@ async fn consume_runtime_vs_raw(kafka: &Broker, chain: bool) {
                 topic,
                 N,
                 format!("chain-{round}"),
-                Ordering::Partition,
                 Duration::ZERO,
                 Served::CanonicalChain,
+                |b| b,
             )
             .await;
             print!(", chain {ch:.0} rec/s, ratio {:.3}", ch / raw);
@@ -343,9 +318,9 @@ async fn key_ordered_speedup(kafka: &Broker) {
             topic,
             N,
             format!("partition-{round}"),
-            Ordering::Partition,
             delay,
             Served::Handler,
+            |b| b,
         )
         .await;
         let key = serve(
@@ -353,9 +328,9 @@ async fn key_ordered_speedup(kafka: &Broker) {
             topic,
             N,
             format!("key-{round}"),
-            Ordering::Key,
             delay,
             Served::Handler,
+            |b| b.ordering(Ordering::Key),
         )
         .await;
         println!(
@@ -383,27 +358,26 @@ async fn awaiting_handler(kafka: &Broker) {
     let delay = Duration::from_millis(5);
     let (mut ratios, mut defaults, mut larges) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..3 {
-        let default = serve_with(
+        let default = serve(
             kafka,
             topic,
             N,
             format!("awaiting-default-{round}"),
-            Ordering::Key,
             delay,
             Served::Handler,
-            |b| b.max_in_flight(4_096),
+            |b| b.ordering(Ordering::Key).max_in_flight(4_096),
         )
         .await;
-        let large = serve_with(
+        let large = serve(
             kafka,
             topic,
             N,
             format!("awaiting-large-{round}"),
-            Ordering::Key,
             delay,
             Served::Handler,
             |b| {
-                b.max_in_flight(4_096)
+                b.ordering(Ordering::Key)
+                    .max_in_flight(4_096)
                     .max_poll_records(25_000)
                     .max_buffered(100_000)
             },
