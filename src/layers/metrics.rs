@@ -501,7 +501,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 pub mod prometheus {
     use std::net::SocketAddr;
 
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -521,26 +521,12 @@ pub mod prometheus {
     /// a million records per second.
     pub const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-    /// The buckets (seconds) of every `*.duration` histogram under
-    /// [`install_recorder`]: from 100 µs (a handler that does not wait) to
-    /// 10 s.
-    pub const DURATION_BUCKETS: [f64; 16] = [
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        5.0, 10.0,
-    ];
-
     /// Installs a Prometheus recorder as the global `metrics` recorder and
     /// keeps it small: a thread runs its upkeep every `upkeep` (see
     /// [`UPKEEP_INTERVAL`]). The recorder buffers every histogram sample until
     /// upkeep or a scrape drains it, so a recorder installed with
     /// `PrometheusBuilder::install_recorder` and never scraped grows without
     /// bound; this one does not.
-    ///
-    /// Durations are Prometheus histograms with [`DURATION_BUCKETS`] rather
-    /// than the exporter's default summaries: histograms add up across
-    /// partitions and instances, and draining a sample into a bucket is much
-    /// cheaper than into a quantile sketch (the upkeep thread shares the
-    /// cores with the consumer).
     ///
     /// # Errors
     ///
@@ -555,9 +541,7 @@ pub mod prometheus {
     /// # Ok::<_, light_kafka::BoxError>(())
     /// ```
     pub fn install_recorder(upkeep: std::time::Duration) -> Result<PrometheusHandle, BoxError> {
-        let handle = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("duration".into()), &DURATION_BUCKETS)?
-            .install_recorder()?;
+        let handle = PrometheusBuilder::new().install_recorder()?;
         let drained = handle.clone();
         std::thread::Builder::new()
             .name("light-kafka-metrics-upkeep".into())
