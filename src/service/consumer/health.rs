@@ -60,8 +60,8 @@ pub struct Health {
     /// Times a full partition's fetching was paused because it stayed full
     /// for 20 ms. Each pause makes librdkafka discard what it prefetched for
     /// the partition and fetch it again; a count that keeps rising while
-    /// records flow means `max.poll.records` is small for the handler's
-    /// latency.
+    /// records flow means the handler takes longer than the window lasts:
+    /// raise `max.poll.records`.
     pub backpressure_pauses: u64,
     /// Failed attempts (errors and panics) that were retried or stopped the consumer.
     pub failures: u64,
