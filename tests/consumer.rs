@@ -490,8 +490,9 @@ async fn a_slow_chain_keeps_buffering_within_the_bound() {
 /// A handler that awaits a millisecond of I/O drains a small window long
 /// before the runtime's 20 ms hold runs out, so its partitions keep fetching:
 /// pausing them on every window (as the runtime once did) made librdkafka
-/// discard its prefetched messages and refetch them up to a second later,
-/// about 3,000 records/s whatever the concurrency.
+/// discard its prefetched messages and refetch them up to a second later
+/// (4,400 records/s with a 5 ms handler and the broker in the same process,
+/// whatever the concurrency).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_awaiting_io_does_not_pause_its_partitions_on_every_window() {
     const N: usize = 6_000;
