@@ -32,36 +32,29 @@ async fn a_scrape_over_loopback_returns_the_metrics() {
 
     let response = get(exporter.address, "/metrics").await;
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-    let line = response
-        .lines()
-        .find(|l| {
-            l.starts_with("messaging_client_consumed_messages{")
-                && l.contains(r#"service_id="scraped-svc""#)
-        })
-        .unwrap_or_else(|| panic!("no consumed-messages line in:\n{response}"));
-    assert!(
-        line.contains(r#"outcome="success""#)
-            && line.contains(r#"messaging_destination_name="orders""#),
-        "{line}"
+    // The service's line of a metric, with every label fragment in `with`.
+    let service_line = |prefix: &str, with: &[&str]| {
+        response
+            .lines()
+            .find(|l| {
+                l.starts_with(prefix)
+                    && l.contains(r#"service_id="scraped-svc""#)
+                    && with.iter().all(|w| l.contains(w))
+            })
+            .unwrap_or_else(|| panic!("no {prefix} line with {with:?} in:\n{response}"))
+    };
+    let line = service_line(
+        "messaging_client_consumed_messages{",
+        &[
+            r#"outcome="success""#,
+            r#"messaging_destination_name="orders""#,
+        ],
     );
     assert!(line.ends_with(" 4"), "{line}");
     // Durations are the exporter's summaries: four samples of this service.
-    let count = response
-        .lines()
-        .find(|l| {
-            l.starts_with("messaging_process_duration_count{")
-                && l.contains(r#"service_id="scraped-svc""#)
-        })
-        .unwrap_or_else(|| panic!("no duration summary in:\n{response}"));
+    let count = service_line("messaging_process_duration_count{", &[]);
     assert!(count.ends_with(" 4"), "{count}");
-    assert!(
-        response
-            .lines()
-            .any(|l| l.starts_with("messaging_process_duration{")
-                && l.contains(r#"service_id="scraped-svc""#)
-                && l.contains(r#"quantile="0.5""#)),
-        "{response}"
-    );
+    service_line("messaging_process_duration{", &[r#"quantile="0.5""#]);
     assert!(response.contains(r#"client_id="unknown""#));
 
     assert!(

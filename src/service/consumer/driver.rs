@@ -320,17 +320,19 @@ where
         };
         if held {
             p.incoming_held -= 1;
-            p.held.push_back(record);
-            self.buffered += 1;
-            return;
+        } else {
+            p.incoming -= 1;
         }
-        p.incoming -= 1;
         let Some(offset) = record.offset() else {
             return;
         };
+        self.buffered += 1;
+        if held {
+            p.held.push_back((offset, record));
+            return;
+        }
         let lane = lane(self.config.ordering, &record);
         p.accept(record, offset, lane);
-        self.buffered += 1;
         if !p.queued && !p.runnable.is_empty() {
             p.queued = true;
             self.ready.push_back(slot);
@@ -601,14 +603,9 @@ where
             return;
         }
         p.full = false;
-        while let Some(record) = p.held.pop_front() {
-            match record.offset() {
-                Some(offset) => {
-                    let lane = lane(ordering, &record);
-                    p.accept(record, offset, lane);
-                }
-                None => self.buffered -= 1,
-            }
+        while let Some((offset, record)) = p.held.pop_front() {
+            let lane = lane(ordering, &record);
+            p.accept(record, offset, lane);
         }
         p.full = p.window() >= bound;
         if std::mem::take(&mut p.held_back) {

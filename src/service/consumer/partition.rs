@@ -47,7 +47,7 @@ pub(crate) struct Partition {
     pub(crate) full: bool,
     /// Records that arrived while the partition was full (at most a third of
     /// `max.poll.records`: then the driver stops taking messages).
-    pub(crate) held: VecDeque<Record>,
+    pub(crate) held: VecDeque<(i64, Record)>,
     /// Messages taken from librdkafka to be held, not yet in `held`.
     pub(crate) incoming_held: usize,
     /// Fetching paused because the partition stayed full.
