@@ -148,15 +148,11 @@ const OTHER: &str = "other";
 struct Clients {
     allow: Option<HashSet<Arc<str>>>,
     max: usize,
-    unknown: Arc<str>,
     other: Arc<str>,
 }
 
 impl Clients {
-    fn label(&self, seen: &mut HashSet<Arc<str>>, client: Option<&Arc<str>>) -> Arc<str> {
-        let Some(client) = client else {
-            return self.unknown.clone();
-        };
+    fn label(&self, seen: &mut HashSet<Arc<str>>, client: &Arc<str>) -> Arc<str> {
         if let Some(allow) = &self.allow {
             return if allow.contains(client) {
                 client.clone()
@@ -286,13 +282,10 @@ impl Handles {
     }
 
     /// The client-view series of `client` (bounded: see [`Clients`]).
-    fn client(&self, client: Option<&Arc<str>>) -> Arc<Series> {
-        let Some(client) = client else {
-            return self.unknown.clone();
-        };
+    fn client(&self, client: &Arc<str>) -> Arc<Series> {
         let mut state = self.lock();
         let state = &mut *state;
-        let label = self.clients.label(&mut state.clients_seen, Some(client));
+        let label = self.clients.label(&mut state.clients_seen, client);
         state
             .client_view
             .entry(label.clone())
@@ -304,7 +297,7 @@ impl Handles {
         topic.record(self, outcome, seconds);
         match client {
             None => self.unknown.record(self, outcome, seconds),
-            Some(_) => self.client(client).record(self, outcome, seconds),
+            Some(client) => self.client(client).record(self, outcome, seconds),
         }
     }
 }
@@ -378,7 +371,6 @@ impl<S> Layer<S> for MetricsLayer {
                 clients: Clients {
                     allow: self.allow.clone(),
                     max: self.max_clients,
-                    unknown: Arc::from(UNKNOWN),
                     other: Arc::from(OTHER),
                 },
                 state: Mutex::new(State::default()),
@@ -633,25 +625,22 @@ mod tests {
         let clients = Clients {
             allow: None,
             max: 2,
-            unknown: Arc::from(UNKNOWN),
             other: Arc::from(OTHER),
         };
         let mut seen = HashSet::new();
-        let id = |s: &str| Some(Arc::<str>::from(s));
-        assert_eq!(&*clients.label(&mut seen, id("a").as_ref()), "a");
-        assert_eq!(&*clients.label(&mut seen, id("b").as_ref()), "b");
-        assert_eq!(&*clients.label(&mut seen, id("c").as_ref()), "other");
-        assert_eq!(&*clients.label(&mut seen, id("a").as_ref()), "a");
-        assert_eq!(&*clients.label(&mut seen, None), "unknown");
+        let id = |s: &str| Arc::<str>::from(s);
+        assert_eq!(&*clients.label(&mut seen, &id("a")), "a");
+        assert_eq!(&*clients.label(&mut seen, &id("b")), "b");
+        assert_eq!(&*clients.label(&mut seen, &id("c")), "other");
+        assert_eq!(&*clients.label(&mut seen, &id("a")), "a");
 
         let allow = Clients {
             allow: Some([Arc::from("portal")].into_iter().collect()),
             max: 0,
-            unknown: Arc::from(UNKNOWN),
             other: Arc::from(OTHER),
         };
-        assert_eq!(&*allow.label(&mut seen, id("portal").as_ref()), "portal");
-        assert_eq!(&*allow.label(&mut seen, id("x").as_ref()), "other");
+        assert_eq!(&*allow.label(&mut seen, &id("portal")), "portal");
+        assert_eq!(&*allow.label(&mut seen, &id("x")), "other");
     }
 
     #[test]

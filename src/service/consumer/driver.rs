@@ -333,10 +333,7 @@ where
         }
         let lane = lane(self.config.ordering, &record);
         p.accept(record, offset, lane);
-        if !p.queued && !p.runnable.is_empty() {
-            p.queued = true;
-            self.ready.push_back(slot);
-        }
+        self.enqueue_if_runnable(slot);
     }
 
     /// `n` records left the runtime's buffers.
@@ -611,9 +608,7 @@ where
         if std::mem::take(&mut p.held_back) {
             self.pause_dirty.push(slot);
         }
-        if self.holding == Some(slot) {
-            self.holding = None;
-        }
+        self.holding.take_if(|&mut held| held == slot);
         self.enqueue_if_runnable(slot);
     }
 
@@ -646,9 +641,7 @@ where
             self.unbuffer(held);
             self.pause_dirty.push(slot);
         }
-        if self.holding == Some(slot) {
-            self.holding = None;
-        }
+        self.holding.take_if(|&mut held| held == slot);
     }
 
     fn apply_pauses(&mut self) {
@@ -924,9 +917,7 @@ where
         p.cancel.cancel();
         self.in_flight -= p.in_flight;
         self.unbuffer(p.window() + p.held.len());
-        if self.holding == Some(slot) {
-            self.holding = None;
-        }
+        self.holding.take_if(|&mut held| held == slot);
         if let Some(by_partition) = self.index.get_mut(&p.topic)
             && let Some(entry) = by_partition.get_mut(p.partition as usize)
         {
