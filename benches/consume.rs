@@ -23,6 +23,10 @@
 //! - `consume-awaiting-default-vs-large-window`: a key-ordered handler awaiting
 //!   5 ms per record, with the default `max.poll.records` against a window
 //!   that never fills.
+//! - `consume-tls-vs-plaintext-real` (real broker only, `scripts/kafka bench`,
+//!   which sets `LIGHT_KAFKA_BENCH_TLS`): the runtime with an empty handler
+//!   reading the same topic of the same broker through its TLS listener
+//!   against its PLAINTEXT listener.
 //!
 //! Timing starts at the first record of a round, so the group join (the mock
 //! cluster delays a group's first join by 3 s) is not measured. Both sides run
@@ -404,6 +408,60 @@ async fn awaiting_handler(kafka: &Broker) {
     );
 }
 
+/// The runtime's settings for the real broker's TLS listener (the CA and
+/// address `scripts/kafka` wrote to `LIGHT_KAFKA_BENCH_TLS`).
+fn over_tls(builder: ConsumerBuilder) -> ConsumerBuilder {
+    let dir = std::path::PathBuf::from(std::env::var("LIGHT_KAFKA_BENCH_TLS").expect("TLS dir"));
+    let bootstrap = std::fs::read_to_string(dir.join("ssl.bootstrap")).expect("TLS listener");
+    builder
+        .set("bootstrap.servers", bootstrap.trim())
+        .set("security.protocol", "ssl")
+        .set("ssl.ca.location", dir.join("ca.pem").display().to_string())
+}
+
+/// The runtime over TLS against the runtime over plaintext, same broker,
+/// same topic, alternating rounds.
+async fn tls_vs_plaintext(kafka: &Broker) {
+    const N: usize = 400_000;
+    let topic = &kafka.create_topic("bench-tls", 4).await;
+    produce(kafka, topic, 4, N, 1_000).await;
+    let (mut ratios, mut plains, mut tlss) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let serve_with = |name: &str, tune: fn(ConsumerBuilder) -> ConsumerBuilder| {
+            serve(
+                kafka,
+                topic,
+                N,
+                format!("{name}-{round}"),
+                Duration::ZERO,
+                Served::Handler,
+                tune,
+            )
+        };
+        let plain = serve_with("plaintext", |b| b).await;
+        let tls = serve_with("tls", over_tls).await;
+        println!(
+            "round {round}: plaintext {plain:.0} rec/s, TLS {tls:.0} rec/s, ratio {:.3}",
+            tls / plain
+        );
+        ratios.push(tls / plain);
+        plains.push(plain);
+        tlss.push(tls);
+    }
+    println!(
+        "consume-runtime-plaintext{0}: median {1:.0} rec/s; consume-runtime-tls{0}: median {2:.0} rec/s",
+        kafka.suffix(),
+        median(&mut plains),
+        median(&mut tlss)
+    );
+    println!(
+        "| consume-tls-vs-plaintext{} | {:.3} | ratio | `{}` |",
+        kafka.suffix(),
+        median(&mut ratios),
+        kafka.command("consume")
+    );
+}
+
 fn main() {
     broker::main(|kafka, only| async move {
         // The recorder of a production service; the chain's metrics go to it.
@@ -422,6 +480,11 @@ fn main() {
         }
         if only.is_empty() || only == "consume-awaiting-default-vs-large-window" {
             awaiting_handler(&kafka).await;
+        }
+        if (only.is_empty() || only == "consume-tls-vs-plaintext")
+            && std::env::var_os("LIGHT_KAFKA_BENCH_TLS").is_some()
+        {
+            tls_vs_plaintext(&kafka).await;
         }
     });
 }

@@ -330,6 +330,7 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         crate::record::codec::CodecError,
         crate::service::batching::BatchError,
         crate::service::client::BuildError,
+        crate::service::connect::ConnectError,
         crate::layers::dead_letter::DeadLetterError,
         crate::service::replay::ReplayError,
         crate::http::HttpStatusError,

@@ -7,6 +7,11 @@ use rdkafka::error::KafkaError;
 
 use crate::error::{ErrorKind, Kinded};
 
+/// librdkafka's log level for the crate's clients: `Info`, because that is
+/// the level of the `FAIL` line that alone says a connection was closed by
+/// a listener speaking another protocol (see [`crate::service::connect`]).
+pub(crate) const CLIENT_LOG_LEVEL: RDKafkaLogLevel = RDKafkaLogLevel::Info;
+
 /// Forwards a librdkafka log line to `tracing`, on target `librdkafka`.
 pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
@@ -129,7 +134,7 @@ pub struct BuildError {
     kind: BuildErrorKind,
     setting: Option<&'static str>,
     message: String,
-    source: Option<Box<KafkaError>>,
+    source: Option<crate::error::BoxError>,
 }
 
 /// What is wrong with a client's configuration.
@@ -173,7 +178,37 @@ impl BuildError {
         }
     }
 
+    /// librdkafka refused the configuration or the client. A refused
+    /// property is named with a reason, never with its value (which may be a
+    /// secret, and which rdkafka's own message quotes), and rdkafka's error is
+    /// not kept as the source for the same reason.
     pub(crate) fn kafka(message: impl Into<String>, source: KafkaError) -> Self {
+        let mut message = message.into();
+        let source = match source {
+            KafkaError::ClientConfig(result, _, key, _) => {
+                let reason = match result {
+                    rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => "no such property",
+                    _ => "value refused (not shown: it may be a secret)",
+                };
+                message = format!("{message}: property `{key}`: {reason}");
+                None
+            }
+            other => Some(Box::new(other) as crate::error::BoxError),
+        };
+        BuildError {
+            kind: BuildErrorKind::Client,
+            setting: None,
+            message,
+            source,
+        }
+    }
+
+    /// A client that could not be set up because of `source` (a transactional
+    /// producer that cannot initialise, a connection that cannot succeed).
+    pub(crate) fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         BuildError {
             kind: BuildErrorKind::Client,
             setting: None,
@@ -191,6 +226,61 @@ impl BuildError {
     pub fn setting(&self) -> Option<&'static str> {
         self.setting
     }
+}
+
+/// Whether a client property's value is a secret: passwords (and their
+/// common misspellings), secrets, tokens, JAAS settings, inline private keys,
+/// registry credentials.
+pub(crate) fn is_secret_property(key: &str) -> bool {
+    const MARKS: [&str; 13] = [
+        "passw",
+        "pasw",
+        "pssw",
+        "pwd",
+        "secret",
+        "token",
+        "jaas",
+        "key.pem",
+        "credential",
+        "user.info",
+        "oauthbearer.config",
+        "private",
+        "apikey",
+    ];
+    let key = key.to_ascii_lowercase();
+    MARKS.iter().any(|mark| key.contains(mark))
+}
+
+/// `Debug` for a client configuration that shows every property and hides
+/// the value of each secret one ([`is_secret_property`]; rdkafka's own
+/// `Debug` hides five exact names only).
+pub(crate) struct Redacted<'a>(pub(crate) &'a rdkafka::config::ClientConfig);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (key, value) in self.0.config_map() {
+            if is_secret_property(key) {
+                map.entry(&key, &"<redacted>");
+            } else {
+                map.entry(&key, &value);
+            }
+        }
+        map.finish()
+    }
+}
+
+/// The properties of `config` with their real values. rdkafka's
+/// `ClientConfig::config_map` replaces the values of five secret properties
+/// with a placeholder, so copying a configuration through it loses the
+/// SASL password and the key passwords.
+pub(crate) fn properties(
+    config: &rdkafka::config::ClientConfig,
+) -> impl Iterator<Item = (&str, &str)> {
+    config
+        .config_map()
+        .into_keys()
+        .filter_map(|key| config.get(key).map(|value| (key, value)))
 }
 
 /// Checks `bootstrap.servers` before any client is created: present, and a

@@ -119,13 +119,25 @@ impl Kinded for ReplayError {
 }
 
 /// A replay of a dead-letter topic. See the [module documentation](self).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Replay {
     config: ClientConfig,
     dlq_topic: String,
     target: Option<String>,
     offsets: Option<Range<i64>>,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("config", &crate::service::client::Redacted(&self.config))
+            .field("dlq_topic", &self.dlq_topic)
+            .field("target", &self.target)
+            .field("offsets", &self.offsets)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Replay {

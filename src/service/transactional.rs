@@ -78,6 +78,11 @@ pub enum TransactionErrorKind {
     /// A transaction could be neither committed nor aborted, so the producer
     /// is stuck with it: it cannot be used any more (create a new one).
     Unusable,
+    /// The producer cannot reach the cluster with its configuration (a wrong
+    /// password, an untrusted certificate, the wrong `security.protocol`);
+    /// the [`ConnectError`](crate::service::connect::ConnectError) is the
+    /// source. A configuration error.
+    Connect,
 }
 
 /// A failed transaction: kind [`ErrorKind::Config`] when the cluster lacks
@@ -150,6 +155,7 @@ impl fmt::Display for TransactionError {
             TransactionErrorKind::Timeout => "transaction timed out",
             TransactionErrorKind::Unsupported => "transactions not supported by the cluster",
             TransactionErrorKind::Unusable => "transactional producer unusable",
+            TransactionErrorKind::Connect => "cannot connect to Kafka",
         };
         write!(f, "{what}: {}", self.detail)?;
         if let Some(cause) = &self.cause {
@@ -170,17 +176,26 @@ impl std::error::Error for TransactionError {
 impl Kinded for TransactionError {
     fn kind(&self) -> ErrorKind {
         match self.kind {
-            TransactionErrorKind::Unsupported => ErrorKind::Config,
+            TransactionErrorKind::Unsupported | TransactionErrorKind::Connect => ErrorKind::Config,
             _ => ErrorKind::Produce,
         }
     }
 }
 
 /// Configures a [`TransactionalProducer`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TransactionalProducerBuilder {
     config: ClientConfig,
     timeout: Duration,
+}
+
+impl fmt::Debug for TransactionalProducerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionalProducerBuilder")
+            .field("config", &crate::service::client::Redacted(&self.config))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl TransactionalProducerBuilder {
@@ -212,15 +227,29 @@ impl TransactionalProducerBuilder {
         let core = Core::create(&self.config).map_err(|e| {
             TransactionError::new(TransactionErrorKind::Init, "creating the producer").caused_by(e)
         })?;
-        let core = Arc::new(core);
         let timeout = self.timeout;
         let init = core.clone();
-        blocking(move || init.producer.init_transactions(timeout))
-            .await
-            .map_err(|e| {
-                TransactionError::new(TransactionErrorKind::Init, "init_transactions failed")
-                    .caused_by(e)
-            })?;
+        let connect_failed = core.connect.failed_owned();
+        // A connection that can never succeed ends the wait at once; the
+        // blocked call ends by itself within `timeout`.
+        tokio::select! {
+            result = blocking(move || init.producer.init_transactions(timeout)) => {
+                result.map_err(|e| match core.connect.failure() {
+                    Some(failure) => TransactionError::new(TransactionErrorKind::Connect, "init_transactions failed")
+                        .caused_by(failure.clone()),
+                    None => TransactionError::new(TransactionErrorKind::Init, "init_transactions failed")
+                        .caused_by(e),
+                })?;
+            }
+            () = connect_failed => {
+                let failure = core.connect.failure().cloned();
+                let error = TransactionError::new(TransactionErrorKind::Connect, "init_transactions failed");
+                return Err(match failure {
+                    Some(failure) => error.caused_by(failure),
+                    None => error,
+                });
+            }
+        }
         Ok(TransactionalProducer {
             inner: Arc::new(Inner {
                 core,

@@ -446,8 +446,8 @@ impl<A: Aggregate> CommandGateway<A> {
     ) -> Result<Self, BuildError> {
         check_bootstrap(config)?;
         let mut producer = Producer::builder();
-        for (k, v) in config.config_map().iter() {
-            producer = producer.set(*k, *v);
+        for (k, v) in crate::service::client::properties(config) {
+            producer = producer.set(k, v);
         }
         let producer = producer.build()?;
         let mut reader = config.clone();

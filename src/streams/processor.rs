@@ -91,6 +91,7 @@ use crate::error::{BoxError, ErrorKind, Kinded};
 use crate::record::Record;
 use crate::service::BuildError;
 use crate::service::client::{LogThrottle, check_bootstrap, log_to_tracing, trouble_key};
+use crate::service::connect::{ConnectWatch, WatchContext};
 use crate::service::producer::Producer;
 use crate::service::transactional::{
     TransactionError, TransactionErrorKind, TransactionalProducer,
@@ -107,6 +108,11 @@ pub enum ProcessorErrorKind {
     Fatal,
     /// A state store could not be opened, restored or written.
     Store,
+    /// The processor's consumer cannot reach the cluster with its
+    /// configuration (a wrong password, an untrusted certificate, the wrong
+    /// `security.protocol`); the source is the
+    /// [`ConnectError`](crate::service::connect::ConnectError).
+    Connect,
 }
 
 /// Why [`StreamProcessor::run`] returned an error.
@@ -137,6 +143,7 @@ impl fmt::Display for ProcessorError {
                 self.source
             ),
             ProcessorErrorKind::Store => write!(f, "a state store failed: {}", self.source),
+            ProcessorErrorKind::Connect => write!(f, "cannot connect to Kafka: {}", self.source),
         }
     }
 }
@@ -360,8 +367,8 @@ impl StreamProcessorBuilder {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed");
-        for (k, v) in self.consumer.config_map().iter() {
-            consumer_config.set(*k, *v);
+        for (k, v) in crate::service::client::properties(&self.consumer) {
+            consumer_config.set(k, v);
         }
         consumer_config.set("enable.auto.commit", "false");
 
@@ -383,21 +390,19 @@ impl StreamProcessorBuilder {
             TransactionalProducer::builder(format!("{}-{instance}", self.application_id))
                 .operation_timeout(self.operation_timeout)
                 .set("transaction.timeout.ms", "10000");
-        for (k, v) in self
-            .common
-            .config_map()
-            .iter()
-            .chain(self.producer.config_map().iter())
+        for (k, v) in crate::service::client::properties(&self.common)
+            .chain(crate::service::client::properties(&self.producer))
         {
-            producer = producer.set(*k, *v);
+            producer = producer.set(k, v);
         }
         let producer = producer
             .build()
             .await
-            .map_err(|e| BuildError::new(format!("the processor's transactional producer: {e}")))?;
+            .map_err(|e| BuildError::caused_by("the processor's transactional producer", e))?;
 
         let shared = Arc::new(Shared::default());
         let context = ProcessorContext::default();
+        consumer_config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
         let consumer: StreamConsumer<ProcessorContext> = consumer_config
             .create_with_context(context)
             .map_err(|e| BuildError::kafka("creating the processor's consumer", e))?;
@@ -430,11 +435,15 @@ impl StreamProcessorBuilder {
 
 /// The largest partition count among `topics`.
 async fn input_partitions(config: &ClientConfig, topics: &[String]) -> Result<i32, BuildError> {
-    let (config, topics) = (config.clone(), topics.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config
-            .create()
-            .map_err(|e| BuildError::kafka("creating a metadata client", e))?;
+    let (mut config, topics) = (config.clone(), topics.to_vec());
+    config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
+    let context = WatchContext::default();
+    let connect = context.connect.clone();
+    let consumer: BaseConsumer<WatchContext> = config
+        .create_with_context(context)
+        .map_err(|e| BuildError::kafka("creating a metadata client", e))?;
+    let failed = connect.failed_owned();
+    let fetch = tokio::task::spawn_blocking(move || {
         let mut most = 0;
         for topic in &topics {
             match super::task::partition_count(&consumer, topic)? {
@@ -448,9 +457,21 @@ async fn input_partitions(config: &ClientConfig, topics: &[String]) -> Result<i3
             }
         }
         Ok(most)
-    })
-    .await
-    .unwrap_or_else(|e| Err(BuildError::new(format!("metadata task failed: {e}"))))
+    });
+    // A connection that can never succeed ends the wait at once.
+    let connect_error = || {
+        connect
+            .failure()
+            .map(|failure| BuildError::caused_by("reading the input topics", failure.clone()))
+    };
+    tokio::select! {
+        result = fetch => match result {
+            Ok(Err(_)) if connect.failure().is_some() => Err(connect_error().unwrap_or_else(|| unreachable!())),
+            Ok(result) => result,
+            Err(e) => Err(BuildError::new(format!("metadata task failed: {e}"))),
+        },
+        () = failed => Err(connect_error().unwrap_or_else(|| unreachable!())),
+    }
 }
 
 /// Creates the changelog topics that are missing (compacted, `partitions`
@@ -515,10 +536,12 @@ async fn ensure_changelogs(
 struct ProcessorContext {
     revoked: Mutex<Vec<i32>>,
     throttle: LogThrottle,
+    connect: Arc<ConnectWatch>,
 }
 
 impl ClientContext for ProcessorContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.connect.report_log(fac, log_message);
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
             self.throttle.report(&format!("{fac}{log_message}"), |_| {
                 log_to_tracing(level, fac, log_message)
@@ -529,6 +552,9 @@ impl ClientContext for ProcessorContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.connect.report(&error, reason).is_some() {
+            return;
+        }
         self.throttle.report(&trouble_key(&error), |suppressed| {
             tracing::warn!(%error, reason, suppressed, "stream processor client error")
         });
@@ -537,6 +563,7 @@ impl ClientContext for ProcessorContext {
 
 impl ConsumerContext for ProcessorContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.connect.reached();
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
             revoked.extend(tpl.elements().iter().map(|e| e.partition()));
@@ -621,7 +648,19 @@ impl StreamProcessor {
     {
         let mut delay = self.backoff.0;
         let shutdown = self.handle.shutdown.clone();
+        let connect = self.consumer.context().connect.clone();
         while !shutdown.is_cancelled() {
+            if let Some(failure) = connect.failure() {
+                let failure = failure.clone();
+                self.handle
+                    .shared
+                    .update(|h| h.last_error = Some(failure.to_string()));
+                self.consumer.unsubscribe();
+                return Err(ProcessorError {
+                    kind: ProcessorErrorKind::Connect,
+                    source: Box::new(failure),
+                });
+            }
             let batch = self.collect(&shutdown).await;
             if batch.is_empty() {
                 continue;
@@ -670,9 +709,11 @@ impl StreamProcessor {
             if wait.is_zero() {
                 break;
             }
+            let connect = self.consumer.context().connect.clone();
             let polled = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => { batch.clear(); break; }
+                _ = connect.failed() => { batch.clear(); break; }
                 polled = tokio::time::timeout(wait, self.consumer.recv()) => polled,
             };
             match polled {

@@ -75,6 +75,7 @@ impl RuntimeContext {
 
 impl ClientContext for RuntimeContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.shared.connect.report_log(fac, log_message);
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
             // librdkafka's warnings repeat per connection attempt.
             self.shared
@@ -111,6 +112,10 @@ impl ClientContext for RuntimeContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(failure) = self.shared.connect.report(&error, reason) {
+            self.shared.set_error(&failure);
+            return;
+        }
         self.shared.set_error(format!("{error}: {reason}"));
         let key = trouble_key(&error);
         self.shared.throttle.report(&key, |suppressed| {
@@ -135,6 +140,7 @@ impl ConsumerContext for RuntimeContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.shared.connect.reached();
                 if self.inline.load(Relaxed) {
                     report(assign(consumer, tpl, cooperative));
                 } else {

@@ -162,7 +162,9 @@ where
             let mut progress = false;
 
             if self.stop.is_none() && self.signal.as_mut().poll(cx).is_ready() {
-                self.begin_stop(None);
+                // A shutdown, or a connection that can never succeed.
+                let failure = self.shared.connect.failure().cloned();
+                self.begin_stop(failure.map(ConsumerError::Connect));
             }
             if self.revocation.is_none() {
                 progress |= self.handle_rebalance_event();
@@ -257,6 +259,7 @@ where
                     if !self.healthy {
                         self.healthy = true;
                         self.shared.throttle.recovered();
+                        self.shared.connect.reached();
                     }
                     let Some(slot) = self.lookup(message.topic(), message.partition()) else {
                         continue;

@@ -25,6 +25,10 @@ pub enum ConsumerError {
     NotReady(BoxError),
     /// The Kafka client failed fatally, or could not subscribe.
     Kafka(KafkaError),
+    /// The cluster cannot be reached with this configuration: a wrong
+    /// password, a certificate one side does not trust, the wrong
+    /// `security.protocol`. Nothing was committed past a settled record.
+    Connect(crate::service::connect::ConnectError),
     /// The consumer could not be created.
     Build(BuildError),
 }
@@ -42,6 +46,7 @@ impl fmt::Display for ConsumerError {
                 write!(f, "the service can take no more records: {source}")
             }
             ConsumerError::Kafka(error) => write!(f, "Kafka consumer failed: {error}"),
+            ConsumerError::Connect(error) => write!(f, "cannot connect to Kafka: {error}"),
             ConsumerError::Build(error) => write!(f, "{error}"),
         }
     }
@@ -54,6 +59,7 @@ impl std::error::Error for ConsumerError {
                 Some(source.as_ref())
             }
             ConsumerError::Kafka(error) => Some(error),
+            ConsumerError::Connect(error) => Some(error),
             ConsumerError::Build(error) => Some(error),
         }
     }
@@ -66,6 +72,7 @@ impl Kinded for ConsumerError {
                 classify(source.as_ref())
             }
             ConsumerError::Kafka(_) => ErrorKind::Transient,
+            ConsumerError::Connect(error) => Kinded::kind(error),
             ConsumerError::Build(_) => ErrorKind::Config,
         }
     }

@@ -67,6 +67,10 @@ pub struct Health {
     pub failures: u64,
     /// The last error seen (a failed attempt, a commit or a client error).
     pub last_error: Option<String>,
+    /// Why the consumer cannot reach the cluster at all (a wrong password, an
+    /// untrusted certificate, the wrong `security.protocol`); `serve` returns
+    /// it as [`ConsumerError::Connect`](super::ConsumerError::Connect).
+    pub connect_error: Option<crate::service::connect::ConnectError>,
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Client errors and librdkafka warnings, logged once per change of state.
     pub(crate) throttle: crate::service::client::LogThrottle,
+    /// Connection failures that cannot mend (credentials, certificates).
+    pub(crate) connect: Arc<crate::service::connect::ConnectWatch>,
 }
 
 impl Shared {
@@ -173,6 +179,7 @@ impl ConsumerHandle {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            connect_error: s.connect.failure().cloned(),
         }
     }
 

@@ -143,6 +143,8 @@ use std::time::Duration;
 
 use futures_util::future::poll_fn;
 use rdkafka::config::ClientConfig;
+
+use crate::service::client::Redacted;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use tower_service::Service;
 
@@ -180,11 +182,21 @@ pub const RUNTIME_DEFAULTS: [(&str, &str); 3] = [
 /// `max.poll.records` (the per-partition buffer bound, default 500). Every other
 /// property goes to librdkafka unchanged; see [`RUNTIME_DEFAULTS`] for the few
 /// whose defaults differ from librdkafka's.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ConsumerBuilder {
     config: ClientConfig,
     runtime: RuntimeConfig,
     topics: Vec<String>,
+}
+
+impl std::fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerBuilder")
+            .field("config", &Redacted(&self.config))
+            .field("runtime", &self.runtime)
+            .field("topics", &self.topics)
+            .finish()
+    }
 }
 
 impl ConsumerBuilder {
@@ -359,12 +371,21 @@ impl ConsumerBuilder {
 }
 
 /// A configured consumer group member, ready to [`serve`](Consumer::serve) a service.
-#[derive(Debug)]
 pub struct Consumer {
     config: ClientConfig,
     runtime: RuntimeConfig,
     topics: Vec<String>,
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("config", &Redacted(&self.config))
+            .field("runtime", &self.runtime)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Consumer {
@@ -408,8 +429,9 @@ impl Consumer {
         F: Future<Output = ()> + Send + 'static,
     {
         let context = RuntimeContext::new(self.shared.clone());
-        let consumer: StreamConsumer<RuntimeContext> = self
-            .config
+        let mut config = self.config;
+        config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
+        let consumer: StreamConsumer<RuntimeContext> = config
             .create_with_context(context)
             .map_err(|e| BuildError::kafka("cannot create the Kafka consumer", e))?;
         let consumer = Arc::new(consumer);
@@ -418,10 +440,12 @@ impl Consumer {
         self.shared.running.store(true, Relaxed);
 
         let shutdown = self.shared.shutdown.clone();
+        let connect_failed = self.shared.connect.failed_owned();
         let stop = async move {
             tokio::select! {
                 () = signal => {}
                 () = shutdown.cancelled() => {}
+                () = connect_failed => {}
             }
         };
         let result = {

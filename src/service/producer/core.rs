@@ -12,12 +12,13 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message as _};
-use rdkafka::producer::{Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{Producer as _, ProducerContext, PurgeConfig, ThreadedProducer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{Delivery, ProduceError};
 use crate::record::Record;
 use crate::service::client::{BuildError, log_to_tracing};
+use crate::service::connect::ConnectWatch;
 
 /// librdkafka's default for `queue.buffering.max.messages`.
 const DEFAULT_QUEUE_MESSAGES: usize = 100_000;
@@ -49,16 +50,23 @@ impl Pending {
     }
 }
 
-/// Routes delivery reports to their callers and librdkafka's logs to `tracing`.
+/// Routes delivery reports to their callers, librdkafka's logs to `tracing`,
+/// and connection failures that cannot mend to the [`ConnectWatch`].
 #[derive(Debug, Default)]
-pub(crate) struct DeliveryContext;
+pub(crate) struct DeliveryContext {
+    pub(crate) connect: Arc<ConnectWatch>,
+}
 
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.connect.report_log(fac, log_message);
         log_to_tracing(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.connect.report(&error, reason).is_some() {
+            return;
+        }
         tracing::warn!(target: "librdkafka", %error, reason, "producer client error");
     }
 }
@@ -69,11 +77,22 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
         let Pending { tx, _permit, topic } = *pending;
         let outcome = match result {
-            Ok(message) => Ok(Delivery::new(
-                topic,
-                message.partition(),
-                message.offset(),
-                message.timestamp().into(),
+            Ok(message) => {
+                self.connect.reached();
+                Ok(Delivery::new(
+                    topic,
+                    message.partition(),
+                    message.offset(),
+                    message.timestamp().into(),
+                ))
+            }
+            // Purged because the producer cannot connect: say why.
+            Err(_) if self.connect.failure().is_some() => Err(ProduceError::connect(
+                self.connect
+                    .failure()
+                    .cloned()
+                    .unwrap_or_else(|| unreachable!()),
+                Some(topic),
             )),
             Err((error, _)) => Err(ProduceError::from_kafka(error, Some(topic))),
         };
@@ -89,6 +108,7 @@ pub(crate) struct Core {
     pub(crate) producer: ThreadedProducer<DeliveryContext>,
     pub(crate) room: Arc<Semaphore>,
     pub(crate) capacity: usize,
+    pub(crate) connect: Arc<ConnectWatch>,
 }
 
 impl std::fmt::Debug for Core {
@@ -104,7 +124,11 @@ impl Core {
     /// Creates the producer. Idempotence is on unless the config says otherwise;
     /// `queue.buffering.max.messages` becomes the semaphore's size and librdkafka
     /// gets twice that, so that a full queue is seen by `poll_ready` first.
-    pub(crate) fn create(config: &ClientConfig) -> Result<Core, BuildError> {
+    ///
+    /// When a connection fails for good (see [`ConnectWatch`]), everything
+    /// queued is purged, so its callers hear of the failure at once instead of
+    /// after `message.timeout.ms`.
+    pub(crate) fn create(config: &ClientConfig) -> Result<Arc<Core>, BuildError> {
         let mut config = config.clone();
         if config.get("enable.idempotence").is_none() {
             config.set("enable.idempotence", "true");
@@ -128,14 +152,44 @@ impl Core {
             .create_native_config()
             .map_err(|e| BuildError::kafka("invalid producer configuration", e))?;
         super::super::client::check_bootstrap(&config)?;
+        config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
+        let connect = ConnectWatch::new();
         let producer = config
-            .create_with_context(DeliveryContext)
+            .create_with_context(DeliveryContext {
+                connect: connect.clone(),
+            })
             .map_err(|e| BuildError::kafka("cannot create the Kafka producer", e))?;
-        Ok(Core {
+        let core = Arc::new(Core {
             producer,
             room: Arc::new(Semaphore::new(capacity)),
             capacity,
-        })
+            connect: connect.clone(),
+        });
+        let weak = Arc::downgrade(&core);
+        connect.on_failure(move || {
+            // Not on librdkafka's thread, which runs this hook: purging waits
+            // for it, and the last handle may be dropped here.
+            let purge = move || {
+                if let Some(core) = weak.upgrade() {
+                    core.producer
+                        .purge(PurgeConfig::default().queue().inflight());
+                }
+            };
+            if let Err(error) = std::thread::Builder::new()
+                .name("light-kafka-purge".into())
+                .spawn(purge)
+            {
+                tracing::error!(%error, "cannot start the thread that purges the producer");
+            }
+        });
+        Ok(core)
+    }
+
+    /// The failure that keeps this producer from the cluster, if any.
+    pub(crate) fn connect_failure(&self, topic: Option<Arc<str>>) -> Option<ProduceError> {
+        self.connect
+            .failure()
+            .map(|failure| ProduceError::connect(failure.clone(), topic))
     }
 
     /// Hands a record to librdkafka. On failure the pending box comes back, so a

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::error::{ErrorKind, Kinded};
+use crate::service::connect::ConnectError;
 
 /// What went wrong when producing a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +39,11 @@ pub enum ProduceErrorKind {
     Unsupported,
     /// The broker refused the record as malformed or corrupt.
     InvalidRecord,
+    /// The producer cannot reach the cluster with its configuration (a wrong
+    /// password, an untrusted certificate, the wrong `security.protocol`);
+    /// see [`ProduceError::connect_error`]. Every record it held and every
+    /// later call fails with it.
+    Connect,
     /// Any other broker or client error; see [`ProduceError::code`].
     Other,
 }
@@ -66,6 +72,7 @@ impl ProduceErrorKind {
             ProduceErrorKind::NotReady => "producer not ready (call without poll_ready)",
             ProduceErrorKind::Unsupported => "feature not supported by the cluster",
             ProduceErrorKind::InvalidRecord => "record refused as invalid",
+            ProduceErrorKind::Connect => "cannot connect to Kafka",
             ProduceErrorKind::Other => "produce failed",
         }
     }
@@ -119,6 +126,7 @@ pub struct ProduceError {
     kind: ProduceErrorKind,
     code: Option<RDKafkaErrorCode>,
     topic: Option<Arc<str>>,
+    connect: Option<ConnectError>,
 }
 
 impl ProduceError {
@@ -128,7 +136,24 @@ impl ProduceError {
             kind,
             code: None,
             topic,
+            connect: None,
         }
+    }
+
+    /// A record that could not be produced because the producer cannot
+    /// connect at all.
+    pub fn connect(error: ConnectError, topic: Option<Arc<str>>) -> Self {
+        ProduceError {
+            kind: ProduceErrorKind::Connect,
+            code: None,
+            topic,
+            connect: Some(error),
+        }
+    }
+
+    /// Why the producer cannot connect, for [`ProduceErrorKind::Connect`].
+    pub fn connect_error(&self) -> Option<&ConnectError> {
+        self.connect.as_ref()
     }
 
     /// Classifies an rdkafka error.
@@ -141,7 +166,12 @@ impl ProduceError {
         {
             kind = ProduceErrorKind::Fatal;
         }
-        ProduceError { kind, code, topic }
+        ProduceError {
+            kind,
+            code,
+            topic,
+            connect: None,
+        }
     }
 
     /// What went wrong.
@@ -169,11 +199,20 @@ impl fmt::Display for ProduceError {
         if let Some(code) = self.code {
             write!(f, ": {code}")?;
         }
+        if let Some(connect) = &self.connect {
+            write!(f, ": {connect}")?;
+        }
         Ok(())
     }
 }
 
-impl std::error::Error for ProduceError {}
+impl std::error::Error for ProduceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.connect
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl Kinded for ProduceError {
     fn kind(&self) -> ErrorKind {
@@ -181,7 +220,9 @@ impl Kinded for ProduceError {
             ProduceErrorKind::MessageTooLarge
             | ProduceErrorKind::UnknownPartition
             | ProduceErrorKind::InvalidRecord => ErrorKind::Rejected,
-            ProduceErrorKind::Unsupported => ErrorKind::Config,
+            // The producer's own settings are at fault, not the record: an
+            // outage to the dead-letter layer, never poison.
+            ProduceErrorKind::Unsupported | ProduceErrorKind::Connect => ErrorKind::Config,
             _ => ErrorKind::Produce,
         }
     }

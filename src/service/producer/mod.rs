@@ -106,9 +106,17 @@ impl Delivery {
 /// Every librdkafka producer property can be [`set`](ProducerBuilder::set);
 /// the defaults differ from librdkafka's in one place: `enable.idempotence` is
 /// `true` unless set.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ProducerBuilder {
     config: ClientConfig,
+}
+
+impl fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("config", &crate::service::client::Redacted(&self.config))
+            .finish()
+    }
 }
 
 impl ProducerBuilder {
@@ -160,7 +168,7 @@ impl Producer {
     ///
     /// A [`BuildError`] when librdkafka rejects a property.
     pub fn from_config(config: &ClientConfig) -> Result<Producer, BuildError> {
-        Ok(Producer::from_core(Arc::new(Core::create(config)?)))
+        Ok(Producer::from_core(Core::create(config)?))
     }
 
     pub(crate) fn from_core(core: Arc<Core>) -> Producer {
@@ -218,6 +226,9 @@ impl Service<Record> for Producer {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProduceError>> {
+        if let Some(error) = self.core.connect_failure(None) {
+            return Poll::Ready(Err(error));
+        }
         if self.permit.is_some() {
             return Poll::Ready(Ok(()));
         }
@@ -234,6 +245,9 @@ impl Service<Record> for Producer {
     }
 
     fn call(&mut self, record: Record) -> ResponseFuture {
+        if let Some(error) = self.core.connect_failure(Some(record.topic_arc().clone())) {
+            return ResponseFuture::failed(error);
+        }
         let permit = match self.permit.take() {
             Some(permit) => permit,
             None => match self.core.room.clone().try_acquire_owned() {
