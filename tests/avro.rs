@@ -358,3 +358,61 @@ async fn an_unresponsive_registry_times_out_as_a_transient_failure() {
     assert_eq!(classify(&err), ErrorKind::Transient, "{err}");
     accepting.abort();
 }
+
+/// A registry that demands HTTP basic credentials (Confluent Cloud's
+/// `basic.auth.user.info`): the client sends them, from the setter or from
+/// the URL, and neither `Debug` nor an error shows the password.
+#[tokio::test]
+async fn the_registry_client_sends_basic_credentials_and_never_shows_them() {
+    use axum::http::HeaderMap;
+    const PASSWORD: &str = "S3CR3T-MARKER-7f3a";
+    let expected = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("svc:{PASSWORD}")
+        )
+    );
+    let app = Router::new().route(
+        "/schemas/ids/{id}",
+        get(move |headers: HeaderMap| {
+            let expected = expected.clone();
+            async move {
+                match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some(given) if given == expected => {
+                        (StatusCode::OK, Json(json!({ "schema": USER_V1 })))
+                    }
+                    _ => (StatusCode::UNAUTHORIZED, Json(json!({ "error_code": 401 }))),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let without = SchemaRegistry::new(format!("http://{address}"));
+    let refused = without.schema(1).await.unwrap_err();
+    assert_eq!(refused.avro_kind(), AvroErrorKind::Registry, "{refused}");
+
+    let with_setter =
+        SchemaRegistry::new(format!("http://{address}")).with_user_info(&format!("svc:{PASSWORD}"));
+    with_setter
+        .schema(1)
+        .await
+        .expect("credentials from user info");
+    let in_url = SchemaRegistry::new(format!("http://svc:{PASSWORD}@{address}/"));
+    in_url.schema(1).await.expect("credentials from the URL");
+
+    // Nothing shows the password: Debug, or an error of a request that fails.
+    let unreachable = SchemaRegistry::new(format!("http://svc:{PASSWORD}@127.0.0.1:9/"));
+    let error = unreachable.schema(2).await.unwrap_err();
+    let mut shown = format!("{with_setter:?} {in_url:?} {unreachable:?} {error} {error:?}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(e) = source {
+        shown.push_str(&format!(" {e} {e:?}"));
+        source = e.source();
+    }
+    assert!(!shown.contains(PASSWORD), "{shown}");
+    assert!(shown.contains("svc"), "the user is shown: {shown}");
+}

@@ -7,10 +7,16 @@ use rdkafka::error::KafkaError;
 
 use crate::error::{ErrorKind, Kinded};
 
-/// librdkafka's log level for the crate's clients: `Info`, because that is
-/// the level of the `FAIL` line that alone says a connection was closed by
-/// a listener speaking another protocol (see [`crate::service::connect`]).
-pub(crate) const CLIENT_LOG_LEVEL: RDKafkaLogLevel = RDKafkaLogLevel::Info;
+/// Raises librdkafka's log level for one of the crate's clients to at least
+/// `Info`, the level of the `FAIL` line that alone says a connection was
+/// closed by a listener speaking another protocol (see
+/// [`crate::service::connect`]). A higher level (from the `log` crate's
+/// maximum, as rdkafka reads it) is kept, so `debug` still works.
+pub(crate) fn raise_log_level(config: &mut rdkafka::config::ClientConfig) {
+    if (config.log_level as i32) < (RDKafkaLogLevel::Info as i32) {
+        config.set_log_level(RDKafkaLogLevel::Info);
+    }
+}
 
 /// Forwards a librdkafka log line to `tracing`, on target `librdkafka`.
 pub(crate) fn log_to_tracing(level: RDKafkaLogLevel, facility: &str, message: &str) {

@@ -402,7 +402,7 @@ impl StreamProcessorBuilder {
 
         let shared = Arc::new(Shared::default());
         let context = ProcessorContext::default();
-        consumer_config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
+        crate::service::client::raise_log_level(&mut consumer_config);
         let consumer: StreamConsumer<ProcessorContext> = consumer_config
             .create_with_context(context)
             .map_err(|e| BuildError::kafka("creating the processor's consumer", e))?;
@@ -436,7 +436,7 @@ impl StreamProcessorBuilder {
 /// The largest partition count among `topics`.
 async fn input_partitions(config: &ClientConfig, topics: &[String]) -> Result<i32, BuildError> {
     let (mut config, topics) = (config.clone(), topics.to_vec());
-    config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
+    crate::service::client::raise_log_level(&mut config);
     let context = WatchContext::default();
     let connect = context.connect.clone();
     let consumer: BaseConsumer<WatchContext> = config

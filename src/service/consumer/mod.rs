@@ -430,7 +430,7 @@ impl Consumer {
     {
         let context = RuntimeContext::new(self.shared.clone());
         let mut config = self.config;
-        config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
+        crate::service::client::raise_log_level(&mut config);
         let consumer: StreamConsumer<RuntimeContext> = config
             .create_with_context(context)
             .map_err(|e| BuildError::kafka("cannot create the Kafka consumer", e))?;

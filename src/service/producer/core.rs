@@ -152,7 +152,7 @@ impl Core {
             .create_native_config()
             .map_err(|e| BuildError::kafka("invalid producer configuration", e))?;
         super::super::client::check_bootstrap(&config)?;
-        config.set_log_level(crate::service::client::CLIENT_LOG_LEVEL);
+        crate::service::client::raise_log_level(&mut config);
         let connect = ConnectWatch::new();
         let producer = config
             .create_with_context(DeliveryContext {
