@@ -143,8 +143,6 @@ use std::time::Duration;
 
 use futures_util::future::poll_fn;
 use rdkafka::config::ClientConfig;
-
-use crate::service::client::Redacted;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use tower_service::Service;
 
@@ -158,7 +156,7 @@ use self::driver::Driver;
 use self::health::Shared;
 use crate::error::BoxError;
 use crate::record::Record;
-use crate::service::client::BuildError;
+use crate::service::client::{BuildError, Redacted};
 
 /// librdkafka properties whose defaults the runtime changes (unless set):
 ///
