@@ -127,6 +127,8 @@ where
 enum Entry {
     Layer(String),
     Handler(String),
+    /// A light-4j class with no counterpart (in the ignored list).
+    Java,
 }
 
 /// One element of an execution list, where it was written.
@@ -169,6 +171,17 @@ impl fmt::Debug for Chains {
 }
 
 impl Chains {
+    /// One chain for every topic.
+    pub(crate) fn single(chain: BoxRecordService, exact: Arc<HashMap<String, usize>>) -> Chains {
+        Chains {
+            chains: vec![chain],
+            exact,
+            patterns: Arc::new(Vec::new()),
+            default: Some(0),
+            last: None,
+        }
+    }
+
     fn route_of(&self, topic: &str) -> Option<usize> {
         if let Some(&i) = self.exact.get(topic) {
             return Some(i);
@@ -253,6 +266,11 @@ impl Config {
             };
             let entry = if BUILTIN_LAYERS.contains(&name) || registry.has_layer(name) {
                 Entry::Layer(name.to_owned())
+            } else if name.contains('.') && !registry.has_handler(name) {
+                match super::files::java_handler(name) {
+                    Ok(builtin) => Entry::Layer(builtin.to_owned()),
+                    Err(_) => Entry::Java,
+                }
             } else if name == HTTP_BACKEND || registry.has_handler(name) {
                 Entry::Handler(name.to_owned())
             } else {
@@ -286,6 +304,7 @@ impl Config {
                         name: item.value.as_str(),
                         at: item,
                     }),
+                    Some(Entry::Java) => {}
                     Some(Entry::Handler(_)) => {
                         return Err(self.at(item,
                             ConfigErrorKind::Dangling,
@@ -310,7 +329,14 @@ impl Config {
         let mut patterns = Vec::new();
         let mut services: Vec<BoxRecordService> = Vec::new();
         let mut built: HashMap<String, BoxRecordService> = HashMap::new();
+        if !handler.routes_topics() {
+            return self.default_chains(registry);
+        }
         for route in &handler.topics {
+            if route.path.is_some() && route.topic.is_none() && route.pattern.is_none() {
+                // An HTTP route of light-4j: in the ignored list.
+                continue;
+            }
             let place = route.topic.as_ref().or(route.pattern.as_ref());
             let Some(place) = place else {
                 let first = route.exec.first().map(|e| e.referenced);
@@ -353,7 +379,7 @@ impl Config {
                         })?;
                     patterns.push((regex, chain));
                 }
-                _ => unreachable!("checked above"),
+                _ => {}
             }
         }
         let default = match &handler.default_handlers {
@@ -445,6 +471,17 @@ impl Config {
                     at: item,
                 }),
                 Some(Entry::Handler(name)) if last => handler = Some((name.as_str(), item)),
+                Some(Entry::Java) if last => {
+                    return Err(self.at(
+                        item,
+                        ConfigErrorKind::UnknownHandler,
+                        format!(
+                            "`{}` is a light-4j HTTP handler: records need a registered handler or `{HTTP_BACKEND}`",
+                            item.value
+                        ),
+                    ));
+                }
+                Some(Entry::Java) => {}
                 Some(Entry::Handler(_)) => {
                     return Err(self.at(
                         item,
@@ -467,7 +504,9 @@ impl Config {
                 }
             }
         }
-        let (handler_name, handler_at) = handler.expect("the last item was checked");
+        let Some((handler_name, handler_at)) = handler else {
+            return Err(self.at(place, ConfigErrorKind::Dangling, "`exec` has no handler"));
+        };
         check_order(file, &layers, entries, |l| self.handler_position(l))?;
         let mut service = match built.get(handler_name) {
             Some(service) => service.clone(),
@@ -492,7 +531,7 @@ impl Config {
         }
         for placed in layers.iter().rev() {
             let Some(Entry::Layer(name)) = entries.get(placed.name) else {
-                unreachable!("checked")
+                continue;
             };
             if let Some(layer) = self.layer(name, placed.at, registry)? {
                 service = layer(service);
@@ -501,7 +540,7 @@ impl Config {
         Ok(service)
     }
 
-    fn handler_service(
+    pub(crate) fn handler_service(
         &self,
         name: &str,
         place: &Spanned<String>,

@@ -89,17 +89,22 @@
 //! ```
 
 mod chain;
+mod default;
 mod files;
 mod layers;
+mod load;
 mod source;
+mod subst;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use chain::{BUILTIN_LAYERS, Chains, HTTP_BACKEND, LayerFn, Registry};
+pub use default::DEFAULT_HANDLER;
+pub use files::CertificateMap;
 pub use files::{
-    AuditFile, AuditTarget, ConsumerFile, HandlerFile, JwtSection, Mask, MetricsFile, ProducerFile,
-    Properties, RetryFile, Route, Scalar, SchemaFile, SecurityFile, StreamsFile, SwitchFile,
+    AuditFile, AuditTarget, ConsumerFile, HandlerFile, Ignored, JwtSection, Mask, MetricsFile,
+    ProducerFile, Properties, RegistrySettings, RetryFile, Route, Scalar, SchemaFile, SecurityFile,
+    StreamsFile, SwitchFile,
 };
 pub use source::{ConfigError, ConfigErrorKind};
 
@@ -111,8 +116,10 @@ use source::Source;
 pub struct Config {
     dir: PathBuf,
     producer_cache: std::sync::OnceLock<crate::service::producer::Producer>,
-    handler_source: Source,
-    /// `handler.yml`.
+    handler_source: Option<Source>,
+    handler_path: PathBuf,
+    /// `handler.yml` (empty when the directory has none: the default chain
+    /// is built).
     pub handler: HandlerFile,
     /// `kafka-consumer.yml`.
     pub consumer: Option<ConsumerFile>,
@@ -134,6 +141,11 @@ pub struct Config {
     pub schema: Option<SchemaFile>,
     /// `retry.yml`.
     pub retry: Option<RetryFile>,
+    /// The schema registry's settings from the files' `properties`
+    /// (`schema.registry.url`, `basic.auth.*`: the consumer's first, then
+    /// the producer's, then the streams').
+    pub registry: RegistrySettings,
+    ignored: Vec<Ignored>,
 }
 
 impl Config {
@@ -142,7 +154,8 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] for the first problem found, with its position.
+    /// A [`ConfigError`] for the first problem found, with its position
+    /// (librdkafka properties: all rejected ones at once).
     pub fn load(dir: impl AsRef<Path>) -> Result<Config, ConfigError> {
         Config::load_with(dir, |name| std::env::var(name).ok())
     }
@@ -157,89 +170,20 @@ impl Config {
         dir: impl AsRef<Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let dir = dir.as_ref().to_owned();
-        let values: HashMap<String, String> = match optional(&dir, "values.yml", &|_| None)? {
-            Some(source) => source
-                .parse::<HashMap<String, Scalar>>()?
-                .into_iter()
-                .map(|(k, v)| (k, v.to_string()))
-                .collect(),
-            None => HashMap::new(),
-        };
-        let lookup = |name: &str| {
-            env(name)
-                .or_else(|| env(&name.to_ascii_uppercase().replace(['.', '-'], "_")))
-                .or_else(|| values.get(name).cloned())
-        };
-        let handler_path = dir.join("handler.yml");
-        if !handler_path.exists() {
-            return Err(ConfigError::new(
-                ConfigErrorKind::Io,
-                &handler_path,
-                (0, 0),
-                "handler.yml is missing",
-            ));
-        }
-        let handler_source = Source::read(&handler_path, &lookup)?;
-        let handler = handler_source.parse()?;
-        let parse =
-            |name: &str| -> Result<Option<Source>, ConfigError> { optional(&dir, name, &lookup) };
-        macro_rules! file {
-            ($name:literal) => {
-                parse($name)?.map(|source| source.parse()).transpose()?
-            };
-        }
-        let config = Config {
-            consumer: file!("kafka-consumer.yml"),
-            producer: file!("kafka-producer.yml"),
-            streams: file!("kafka-streams.yml"),
-            security: file!("security.yml"),
-            audit: file!("audit.yml"),
-            metrics: file!("metrics.yml"),
-            trace: file!("trace.yml"),
-            correlation: file!("correlation.yml"),
-            schema: file!("schema.yml"),
-            retry: file!("retry.yml"),
-            handler,
-            handler_source,
-            dir,
-            producer_cache: std::sync::OnceLock::new(),
-        };
-        let ignored = [
-            (
-                "kafka-consumer.yml",
-                config.consumer.as_ref().map(ConsumerFile::ignored_keys),
-            ),
-            (
-                "kafka-producer.yml",
-                config.producer.as_ref().map(ProducerFile::ignored_keys),
-            ),
-            (
-                "kafka-streams.yml",
-                config.streams.as_ref().map(StreamsFile::ignored_keys),
-            ),
-            (
-                "security.yml",
-                config
-                    .security
-                    .as_ref()
-                    .map(|s| [s.ignored_keys(), s.jwt.ignored_keys()].concat()),
-            ),
-            (
-                "audit.yml",
-                config.audit.as_ref().map(AuditFile::ignored_keys),
-            ),
-        ];
-        for (file, keys) in ignored {
-            if let Some(keys) = keys.filter(|k| !k.is_empty()) {
-                tracing::info!(
-                    file,
-                    ?keys,
-                    "keys of light-kafka (Java) with no meaning here are ignored"
-                );
-            }
-        }
-        Ok(config)
+        load::load(dir.as_ref(), &env)
+    }
+
+    /// What the directory holds that is accepted and not applied: files and
+    /// keys of the Java implementation, Java client properties dropped or
+    /// mapped, light-4j HTTP handlers and routes; each with its position and
+    /// its reason. Each is logged once per load (`tracing`, INFO).
+    pub fn ignored(&self) -> &[Ignored] {
+        &self.ignored
+    }
+
+    /// Whether the directory has a `handler.yml` (or `.yaml`).
+    pub fn has_handler_file(&self) -> bool {
+        self.handler_source.is_some()
     }
 
     /// The directory the config came from.
@@ -247,13 +191,14 @@ impl Config {
         &self.dir
     }
 
-    fn handler_path(&self) -> PathBuf {
-        self.handler_source.path().to_owned()
+    pub(crate) fn handler_path(&self) -> PathBuf {
+        self.handler_path.clone()
     }
 
     fn handler_position(&self, location: &serde_saphyr::Location) -> (u64, u64) {
         self.handler_source
-            .position(location.line(), location.column())
+            .as_ref()
+            .map_or((location.line(), location.column()), |s| s.at(location))
     }
 
     /// A consumer runtime configured by `kafka-consumer.yml`: its
@@ -265,7 +210,10 @@ impl Config {
     pub fn consumer_builder(
         &self,
     ) -> Result<crate::service::consumer::ConsumerBuilder, ConfigError> {
-        let path = self.dir.join("kafka-consumer.yml");
+        let path = load::find(&self.dir, "kafka-consumer")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.dir.join("kafka-consumer.yml"));
         let file = self.consumer.as_ref().ok_or_else(|| {
             ConfigError::new(
                 ConfigErrorKind::Io,
@@ -293,16 +241,4 @@ impl Config {
             .properties(file.properties.iter().map(|(k, v)| (k.to_owned(), v)))
             .topics(topics))
     }
-}
-
-fn optional(
-    dir: &Path,
-    name: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<Source>, ConfigError> {
-    let path = dir.join(name);
-    if !path.exists() {
-        return Ok(None);
-    }
-    Source::read(&path, lookup).map(Some)
 }
