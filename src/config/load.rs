@@ -240,6 +240,7 @@ pub(crate) fn load(
     if let (Some(file), Some(source)) = (&mut consumer, &consumer_source) {
         file.properties.finish(source);
         file.registry = files::translate(
+            dir,
             source.path(),
             Role::Consumer,
             &mut file.properties,
@@ -252,6 +253,7 @@ pub(crate) fn load(
     if let (Some(file), Some(source)) = (&mut producer, &producer_source) {
         file.properties.finish(source);
         file.registry = files::translate(
+            dir,
             source.path(),
             Role::Producer,
             &mut file.properties,
@@ -264,6 +266,7 @@ pub(crate) fn load(
     if let (Some(file), Some(source)) = (&mut streams, &streams_source) {
         file.properties.finish(source);
         let translated = files::translate(
+            dir,
             source.path(),
             Role::Streams,
             &mut file.properties,
@@ -272,6 +275,14 @@ pub(crate) fn load(
         file.registry = translated.registry;
         merge(file.registry.clone());
         file.application_id = file.application_id.take().or(translated.application_id);
+        if let Some(servers) = &file.bootstrap_servers
+            && !file.properties.0.contains_key("bootstrap.servers")
+        {
+            file.properties.0.insert(
+                "bootstrap.servers".into(),
+                files::Scalar::Text(servers.clone()),
+            );
+        }
         file.state_dir = translated.state_dir;
         unused(source, file.unused(), &mut ignored);
     }

@@ -203,13 +203,23 @@ pub struct StreamsFile {
     /// The audit topic when `auditTarget` is `topic`.
     #[serde(default = "audit_topic")]
     pub audit_topic: String,
+    /// Older light-kafka's `bootstrapServers`: `properties.bootstrap.servers`
+    /// when that is not set.
+    #[serde(default, deserialize_with = "lenient::text")]
+    pub bootstrap_servers: Option<String>,
     #[serde(default)]
     clean_up: Unused,
     #[serde(default)]
     dead_letter_controller_topic: Unused,
+    #[serde(default)]
+    processing_guarantee: Unused,
+    #[serde(default)]
+    replication_factor: Unused,
 }
 
 java_keys!(StreamsFile {
     clean_up => "cleanUp": "a Kafka Streams reset switch; state stores restore from their changelogs",
     dead_letter_controller_topic => "deadLetterControllerTopic": "replay is driven by the admin API (service::replay), not by a controller topic",
+    processing_guarantee => "processingGuarantee": "the stream processor is always exactly-once (one transaction per batch)",
+    replication_factor => "replicationFactor": "changelog topics take the broker's default replication",
 });

@@ -312,6 +312,18 @@ pub struct MetricsFile {
     send_issuer: Unused,
     #[serde(default)]
     issuer_regex: Unused,
+    #[serde(default)]
+    influxdb_protocol: Unused,
+    #[serde(default)]
+    influxdb_host: Unused,
+    #[serde(default)]
+    influxdb_port: Unused,
+    #[serde(default)]
+    influxdb_name: Unused,
+    #[serde(default)]
+    influxdb_user: Unused,
+    #[serde(default)]
+    influxdb_pass: Unused,
 }
 
 const PUSH: &str = "metrics are recorded with the `metrics` crate and exported by the recorder the application installs (Prometheus helper), not pushed to InfluxDB";
@@ -331,6 +343,12 @@ java_keys!(MetricsFile {
     send_caller_id => "sendCallerId": "caller ids from the JWT layer are always labelled",
     send_issuer => "sendIssuer": "issuers are not labelled (unbounded cardinality)",
     issuer_regex => "issuerRegex": "issuers are not labelled (unbounded cardinality)",
+    influxdb_protocol => "influxdbProtocol": PUSH,
+    influxdb_host => "influxdbHost": PUSH,
+    influxdb_port => "influxdbPort": PUSH,
+    influxdb_name => "influxdbName": PUSH,
+    influxdb_user => "influxdbUser": PUSH,
+    influxdb_pass => "influxdbPass": PUSH,
 });
 
 /// `schema.yml`.

@@ -249,10 +249,11 @@ pub(crate) mod lenient {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 if v.trim().is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    Err(E::custom("not a list"))
+                    return Ok(Vec::new());
                 }
+                // One value for a list of one.
+                let one: Result<T, de::value::Error> = T::deserialize(v.into_deserializer());
+                one.map(|t| vec![t]).map_err(|_| E::custom("not a list"))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Vec::new())

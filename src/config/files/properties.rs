@@ -301,6 +301,7 @@ pub(crate) struct Translated {
 
 /// Translates `properties` of `file` in place.
 pub(crate) fn translate(
+    dir: &Path,
     file: &Path,
     role: Role,
     properties: &mut Properties,
@@ -469,7 +470,7 @@ pub(crate) fn translate(
     }
     // Stores, once all their keys are known.
     if tls {
-        stores(properties, &mut set, &mut errors, &mut ignore);
+        stores(dir, properties, &mut set, &mut errors, &mut ignore);
     }
     for key in removed {
         properties.0.remove(&key);
@@ -493,6 +494,12 @@ pub(crate) fn translate(
         {
             let why = if code == rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN {
                 "librdkafka has no such property (a Java-only setting? see the README's \"Moving from Java light-kafka\")"
+            } else if (key.starts_with("ssl.")
+                || key.starts_with("sasl.")
+                || key == "security.protocol")
+                && !tls_built()
+            {
+                "this librdkafka was built without OpenSSL: enable rdkafka's `ssl` (or `ssl-vendored`) feature"
             } else {
                 "librdkafka rejects its value"
             };
@@ -521,6 +528,13 @@ pub(crate) fn translate(
             list.join("; ")
         ),
     ))
+}
+
+/// Whether this librdkafka can do TLS.
+pub(crate) fn tls_built() -> bool {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("security.protocol", "ssl");
+    config.create_native_config().is_ok()
 }
 
 /// The librdkafka mechanism of a Java login module.
@@ -603,6 +617,7 @@ const JKS: &str = "a JKS store, which librdkafka cannot read: convert it with `k
 type Errors = Vec<(String, (u64, u64), String)>;
 
 fn stores(
+    dir: &Path,
     p: &Properties,
     set: &mut Vec<(String, String, (u64, u64))>,
     errors: &mut Errors,
@@ -614,7 +629,18 @@ fn stores(
             .filter(|v| !v.is_empty())
     };
     let at = |k: &str| p.position(k).unwrap_or((0, 0));
-    if let Some(location) = get("ssl.truststore.location") {
+    // A relative store is looked for next to the config files first.
+    let place = |location: String| -> String {
+        let path = Path::new(&location);
+        let local = dir.join(path);
+        if path.is_relative() && local.exists() {
+            local.to_string_lossy().into_owned()
+        } else {
+            location
+        }
+    };
+    let get_path = |k: &str| get(k).map(place);
+    if let Some(location) = get_path("ssl.truststore.location") {
         let key = "ssl.truststore.location";
         match store_kind(get("ssl.truststore.type").as_deref(), &location) {
             Some(Store::Pem) => set.push(("ssl.ca.location".into(), location, at(key))),
@@ -630,7 +656,7 @@ fn stores(
             );
         }
     }
-    if let Some(location) = get("ssl.keystore.location") {
+    if let Some(location) = get_path("ssl.keystore.location") {
         let key = "ssl.keystore.location";
         match store_kind(get("ssl.keystore.type").as_deref(), &location) {
             Some(Store::Pkcs12) => {
