@@ -16,9 +16,13 @@ fn corpus(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Nothing from the environment: the folders' own values and defaults.
+/// The folders' own values and defaults; from the environment only the
+/// Confluent Cloud secrets, which a ccloud folder never holds.
 fn load(name: &str) -> Result<Config, light_kafka::config::ConfigError> {
-    Config::load_with(corpus(name), |_| None)
+    Config::load_with(corpus(name), |name| match name {
+        "CCLOUD_API_SECRET" | "CCLOUD_SR_SECRET" => Some("from-the-environment".to_owned()),
+        _ => None,
+    })
 }
 
 fn registry() -> Registry {

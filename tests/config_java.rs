@@ -414,3 +414,41 @@ fn retries_of_kafka_consumer_yml_configure_the_retry_layer_and_rollback_is_check
     assert_eq!(error.kind(), ConfigErrorKind::WrongType);
     assert_eq!(position(&error), ("kafka-consumer.yml".into(), 1, 25));
 }
+
+#[test]
+fn kafka_streams_yml_configures_the_stream_processor() {
+    let dir = dir(
+        "streams",
+        &[(
+            "kafka-streams.yml",
+            "properties:\n  bootstrap.servers: localhost:9092\n  application.id: ${kafka-streams.application.id:word-count}\n  state.dir: /tmp/wc\ncleanUp: false\n",
+        )],
+    );
+    let config = Config::load_with(&dir, |_| None).unwrap();
+    let builder = config.stream_processor_builder().unwrap();
+    assert!(format!("{builder:?}").contains("word-count"));
+    assert_eq!(
+        config.streams.as_ref().unwrap().state_dir.as_deref(),
+        Some("/tmp/wc")
+    );
+    let none = self::dir("no-streams", &[]);
+    let error = Config::load_with(&none, |_| None)
+        .unwrap()
+        .stream_processor_builder()
+        .unwrap_err();
+    assert_eq!(error.kind(), ConfigErrorKind::Io);
+}
+
+#[test]
+fn an_empty_jaas_password_is_an_error_at_its_place() {
+    let dir = dir(
+        "empty-jaas",
+        &[(
+            "kafka-consumer.yml",
+            "properties:\n  sasl.jaas.config: org.apache.kafka.common.security.plain.PlainLoginModule required username=\"k\" password=\"${SECRET:}\";\n",
+        )],
+    );
+    let error = Config::load_with(&dir, |_| None).unwrap_err();
+    assert_eq!(position(&error), ("kafka-consumer.yml".into(), 2, 21));
+    assert!(error.message().contains("empty"), "{error}");
+}

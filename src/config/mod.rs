@@ -6,8 +6,66 @@
 //! `trace.yml`, `correlation.yml`, `schema.yml`, `retry.yml`), and
 //! `handler.yml`, which names the layers and handlers, lists them into
 //! chains, and routes topics (exact or by pattern) to a chain and a handler.
-//! Every file but `handler.yml` is optional; a layer whose file says
-//! `enabled: false` is left out when the chain is built.
+//! Every file is optional and may end in `.yml` or `.yaml` (both for one
+//! file is an error); a layer whose file says `enabled: false` is left out
+//! when the chain is built.
+//!
+//! **A Java folder loads as it is.** A light-kafka, kafka-sidecar or light-4j
+//! folder moves over unchanged: its keys are applied where this crate has
+//! the feature (`maxRetries`/`retryDelayMs` configure the retry layer,
+//! `batchRollbackThreshold` is kept, `properties.application.id` names the
+//! stream processor...), and the rest (`waitPeriod`, `keyFormat`, light-4j
+//! HTTP handlers and `paths`, files such as `server.yml`) is accepted,
+//! logged once per load, and listed by [`Config::ignored`] with its position
+//! and the reason. A key that no Java version has is still an error, so a
+//! typo is caught. Without a `handler.yml` that routes topics, every topic
+//! runs through the default chain ([`Config::default_layers`] around the
+//! handler registered as [`DEFAULT_HANDLER`], else the HTTP backend of
+//! `backendApiHost`).
+//!
+//! **Java client properties are translated**, not forwarded:
+//! `sasl.jaas.config` (PLAIN and SCRAM login modules) and light-kafka's
+//! `sasl.jaas.config.module/.username/.password` become `sasl.mechanism`,
+//! `sasl.username`, `sasl.password`; `ssl.truststore.*` / `ssl.keystore.*`
+//! become `ssl.ca.location` (PEM), `ssl.keystore.location` (PKCS#12) or
+//! `ssl.certificate.location` + `ssl.key.location` (PEM), and a JKS store is
+//! an error saying how to convert it; `schema.registry.*` and
+//! `basic.auth.*` go to [`Config::registry`]; serializer classes and other
+//! JVM-only settings are dropped with their reason. What librdkafka still
+//! rejects is one error listing each property with its file, line and
+//! column, never its value. The README's "Moving from Java light-kafka" has
+//! the whole table.
+//!
+//! ```
+//! use light_kafka::config::Config;
+//!
+//! let dir = std::env::temp_dir().join(format!("lk-config-java-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! // light-kafka's own file name and keys.
+//! std::fs::write(dir.join("kafka-consumer.yaml"), r#"
+//! properties:
+//!   bootstrap.servers: ${kafka-consumer.bootstrap.servers:localhost:9092}
+//!   key.deserializer: org.apache.kafka.common.serialization.ByteArrayDeserializer
+//!   group.id: ${kafka-consumer.group.id:group1}
+//!   security.protocol: SASL_PLAINTEXT
+//!   sasl.jaas.config: org.apache.kafka.common.security.plain.PlainLoginModule required username="svc" password="${KAFKA_PASSWORD:}";
+//! waitPeriod: 100
+//! maxRetries: 2
+//! "#)?;
+//! let config = Config::load_with(&dir, |name| (name == "KAFKA_PASSWORD").then(|| "s3cret".to_owned()))?;
+//! let consumer = config.consumer.as_ref().unwrap();
+//! assert_eq!(consumer.properties.0["sasl.username"].to_string(), "svc");
+//! assert_eq!(consumer.max_retries, Some(2));
+//! for entry in config.ignored() {
+//!     // kafka-consumer.yaml:4:21: `properties.key.deserializer`: records reach handlers as bytes...
+//!     // kafka-consumer.yaml:8:13: `waitPeriod`: the consumer runtime polls continuously...
+//!     println!("{entry}");
+//! }
+//! assert_eq!(config.ignored().len(), 2);
+//! assert!(!format!("{config:?}").contains("s3cret"));
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! ```text
 //! config/
@@ -43,16 +101,38 @@
 //! value of the environment variable `NAME` (or `NAME` upper-cased with `.`
 //! and `-` as `_`: `${kafka-consumer.group.id}` reads
 //! `KAFKA_CONSUMER_GROUP_ID`), else of `NAME` in `values.yml`, else the
-//! default; with none of them it is an error. Substituted values and the
-//! values of secret properties (passwords, secrets, tokens, JAAS settings)
-//! never appear in errors or `Debug` output.
+//! default; with none of them it is an error. A value keeps its type and
+//! never changes the file's structure: a whole scalar `${NAME}` from the
+//! environment is that text (`007`, `yes`, `0x1F`, `svc #1` or `a: b, "y`
+//! stay what they are; a field that takes a number or a flag parses it, with
+//! a positioned error when it does not parse); a `values.yml` value keeps
+//! its YAML type (lists and maps included, an error where one value is
+//! expected); a `${NAME}` inside a longer text is interpolated; `${NAME:}`
+//! is the empty text, which light-4j uses for "not set". Errors point at the
+//! file's own line and column. Substituted values and the values of secret
+//! properties (passwords, secrets, tokens, JAAS settings, registry
+//! credentials) never appear in errors, log lines or `Debug` output.
+//!
+//! ```
+//! use light_kafka::config::Config;
+//!
+//! let dir = std::env::temp_dir().join(format!("lk-config-values-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! std::fs::write(dir.join("values.yml"), "retries: 4\n")?;
+//! std::fs::write(dir.join("kafka-consumer.yml"), "properties:\n  group.id: ${GROUP}\n")?;
+//! std::fs::write(dir.join("retry.yml"), "maxAttempts: ${retries}\n")?;
+//! let config = Config::load_with(&dir, |name| (name == "GROUP").then(|| "007".to_owned()))?;
+//! assert_eq!(config.consumer.as_ref().unwrap().properties.0["group.id"].to_string(), "007");
+//! assert_eq!(config.retry.as_ref().unwrap().max_attempts, Some(4));
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! **Errors before anything connects**, each with its file, line and column:
 //! unknown keys, values of the wrong type, unknown handler names, empty
 //! chains, an execution list that does not end with exactly one handler, and
-//! orders that break the invariants below. Keys of light-kafka's Java files
-//! that mean nothing here (`keyFormat`, `waitPeriod`...) are accepted and
-//! ignored, so files move over unchanged.
+//! orders that break the invariants below, a topic (or an HTTP path and
+//! method) routed twice (both places named).
 //!
 //! **Order invariants** (outermost first): each layer at most once per
 //! execution list (chains expanded); `retry`, `jwt` and `schema` after
@@ -199,6 +279,45 @@ impl Config {
         self.handler_source
             .as_ref()
             .map_or((location.line(), location.column()), |s| s.at(location))
+    }
+
+    /// A stream processor configured by `kafka-streams.yml`: its
+    /// `application.id` (`properties.application.id`, or `applicationId`)
+    /// and its translated properties. Topics, stores and the chain are the
+    /// application's; `dead_letter_*` and `audit_*` of
+    /// [`StreamsFile`] say what its layers should be.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the file is missing or names no application id.
+    pub fn stream_processor_builder(
+        &self,
+    ) -> Result<crate::streams::processor::StreamProcessorBuilder, ConfigError> {
+        let path = load::find(&self.dir, "kafka-streams")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.dir.join("kafka-streams.yml"));
+        let file = self.streams.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                ConfigErrorKind::Io,
+                &path,
+                (0, 0),
+                "kafka-streams.yml is missing",
+            )
+        })?;
+        let id = file.application_id.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                &path,
+                (0, 0),
+                "no `application.id` (properties) nor `applicationId`",
+            )
+        })?;
+        let mut builder = crate::streams::processor::StreamProcessor::builder(id);
+        for (key, value) in file.properties.iter() {
+            builder = builder.set(key, value);
+        }
+        Ok(builder)
     }
 
     /// A consumer runtime configured by `kafka-consumer.yml`: its

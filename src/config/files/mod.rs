@@ -6,9 +6,11 @@
 //! [`Config::ignored`]: super::Config::ignored
 
 mod handler;
+mod jaas;
 mod kafka;
 mod layers;
 mod properties;
+mod stores;
 
 use std::fmt;
 

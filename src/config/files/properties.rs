@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
+use super::jaas::{mechanism_of, parse_jaas};
+use super::stores::stores;
 use super::{Ignored, Scalar, is_secret};
 use crate::config::source::{ConfigError, ConfigErrorKind, Source};
 
@@ -380,6 +382,13 @@ pub(crate) fn translate(
         } else if k == "sasl.jaas.config" {
             removed.push(key.clone());
             match parse_jaas(&value) {
+                Ok(Some((_, user, password))) if user.is_empty() || password.is_empty() => {
+                    errors.push((
+                        k.to_owned(),
+                        at(properties, k),
+                        "the JAAS line's username or password is empty (a `${...:}` without a value?)".into(),
+                    ));
+                }
                 Ok(Some((mechanism, user, password))) => {
                     let pos = at(properties, k);
                     if !properties.0.contains_key("sasl.mechanism") {
@@ -401,6 +410,15 @@ pub(crate) fn translate(
                     k,
                     "no username nor password: no SASL login".into(),
                 );
+                continue;
+            }
+            if user.is_empty() || password.is_empty() {
+                errors.push((
+                    k.to_owned(),
+                    at(properties, k),
+                    "`sasl.jaas.config.username` or `.password` is empty while the other is set"
+                        .into(),
+                ));
                 continue;
             }
             match mechanism_of(value.trim()) {
@@ -535,166 +553,4 @@ pub(crate) fn tls_built() -> bool {
     let mut config = rdkafka::ClientConfig::new();
     config.set("security.protocol", "ssl");
     config.create_native_config().is_ok()
-}
-
-/// The librdkafka mechanism of a Java login module.
-fn mechanism_of(module: &str) -> Option<&'static str> {
-    match module.rsplit('.').next() {
-        Some("PlainLoginModule") => Some("PLAIN"),
-        Some("ScramLoginModule") => Some("SCRAM-SHA-512"),
-        _ => None,
-    }
-}
-
-/// `<module> required username="..." password="...";` into its parts.
-fn parse_jaas(value: &str) -> Result<Option<(&'static str, String, String)>, &'static str> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    let (module, rest) = value
-        .split_once(char::is_whitespace)
-        .ok_or("not a JAAS login line (`<module> required username=\"...\" password=\"...\";`)")?;
-    let mechanism = mechanism_of(module).ok_or(
-        "an unsupported login module: PlainLoginModule and ScramLoginModule are translated; set librdkafka's sasl.* properties for others",
-    )?;
-    let option = |name: &str| -> Option<String> {
-        let start = rest.find(&format!("{name}=\""))? + name.len() + 2;
-        let mut out = String::new();
-        let mut chars = rest[start..].chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => out.push(chars.next()?),
-                '"' => return Some(out),
-                c => out.push(c),
-            }
-        }
-        None
-    };
-    let user = option("username").ok_or("the JAAS line has no username=\"...\"")?;
-    let password = option("password").ok_or("the JAAS line has no password=\"...\"")?;
-    Ok(Some((mechanism, user, password)))
-}
-
-/// The kind of a key or trust store.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Store {
-    Pem,
-    Pkcs12,
-    Jks,
-}
-
-fn store_kind(declared: Option<&str>, location: &str) -> Option<Store> {
-    match declared.map(|t| t.trim().to_ascii_uppercase()).as_deref() {
-        Some("PEM") => return Some(Store::Pem),
-        Some("PKCS12" | "P12") => return Some(Store::Pkcs12),
-        Some("JKS") => return Some(Store::Jks),
-        _ => {}
-    }
-    let lower = location.to_ascii_lowercase();
-    if lower.ends_with(".jks") {
-        Some(Store::Jks)
-    } else if lower.ends_with(".p12") || lower.ends_with(".pfx") {
-        Some(Store::Pkcs12)
-    } else if [".pem", ".crt", ".cer", ".key"]
-        .iter()
-        .any(|e| lower.ends_with(e))
-    {
-        Some(Store::Pem)
-    } else {
-        // Java's default store type is JKS; the file's first bytes tell.
-        match std::fs::read(location).ok()?.get(..4)? {
-            [0xFE, 0xED, 0xFE, 0xED] => Some(Store::Jks),
-            [b'-', b'-', b'-', b'-'] => Some(Store::Pem),
-            [0x30, ..] => Some(Store::Pkcs12),
-            _ => None,
-        }
-    }
-}
-
-const JKS: &str = "a JKS store, which librdkafka cannot read: convert it with `keytool -importkeystore -srcstoretype JKS -deststoretype PKCS12 -srckeystore <store>.jks -destkeystore <store>.p12` (then, for a truststore, `openssl pkcs12 -in <store>.p12 -nokeys -out ca.pem`)";
-
-type Errors = Vec<(String, (u64, u64), String)>;
-
-fn stores(
-    dir: &Path,
-    p: &Properties,
-    set: &mut Vec<(String, String, (u64, u64))>,
-    errors: &mut Errors,
-    ignore: &mut dyn FnMut(&Properties, &str, String),
-) {
-    let get = |k: &str| {
-        p.0.get(k)
-            .map(ToString::to_string)
-            .filter(|v| !v.is_empty())
-    };
-    let at = |k: &str| p.position(k).unwrap_or((0, 0));
-    // A relative store is looked for next to the config files first.
-    let place = |location: String| -> String {
-        let path = Path::new(&location);
-        let local = dir.join(path);
-        if path.is_relative() && local.exists() {
-            local.to_string_lossy().into_owned()
-        } else {
-            location
-        }
-    };
-    let get_path = |k: &str| get(k).map(place);
-    if let Some(location) = get_path("ssl.truststore.location") {
-        let key = "ssl.truststore.location";
-        match store_kind(get("ssl.truststore.type").as_deref(), &location) {
-            Some(Store::Pem) => set.push(("ssl.ca.location".into(), location, at(key))),
-            Some(Store::Jks) => errors.push((key.into(), at(key), JKS.into())),
-            Some(Store::Pkcs12) => errors.push((key.into(), at(key), "a PKCS#12 truststore, which librdkafka cannot read: `openssl pkcs12 -in <store>.p12 -nokeys -out ca.pem` and point to ca.pem (type PEM)".into())),
-            None => errors.push((key.into(), at(key), "the store's type is unknown (no such file, or neither PEM, PKCS#12 nor JKS): set ssl.truststore.type to PEM".into())),
-        }
-        if get("ssl.truststore.password").is_some() {
-            ignore(
-                p,
-                "ssl.truststore.password",
-                "a PEM CA file needs no password".into(),
-            );
-        }
-    }
-    if let Some(location) = get_path("ssl.keystore.location") {
-        let key = "ssl.keystore.location";
-        match store_kind(get("ssl.keystore.type").as_deref(), &location) {
-            Some(Store::Pkcs12) => {
-                set.push((key.into(), location, at(key)));
-                if let Some(password) = get("ssl.keystore.password") {
-                    set.push(("ssl.keystore.password".into(), password, at("ssl.keystore.password")));
-                }
-                if get("ssl.key.password").is_some() {
-                    ignore(p, "ssl.key.password", "a PKCS#12 keystore is opened with ssl.keystore.password".into());
-                }
-            }
-            Some(Store::Pem) => {
-                set.push(("ssl.certificate.location".into(), location.clone(), at(key)));
-                set.push(("ssl.key.location".into(), location, at(key)));
-                if let Some(password) = get("ssl.key.password").or_else(|| get("ssl.keystore.password")) {
-                    set.push(("ssl.key.password".into(), password, at("ssl.key.password")));
-                }
-            }
-            Some(Store::Jks) => errors.push((key.into(), at(key), JKS.into())),
-            None => errors.push((key.into(), at(key), "the store's type is unknown (no such file, or neither PEM, PKCS#12 nor JKS): set ssl.keystore.type to PKCS12 or PEM".into())),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jaas_lines_give_mechanism_user_and_password() {
-        let (m, u, p) = parse_jaas(r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="p\"w";"#)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (m, u.as_str(), p.as_str()),
-            ("SCRAM-SHA-512", "alice", "p\"w")
-        );
-        assert!(parse_jaas("com.sun.security.auth.module.Krb5LoginModule required;").is_err());
-        assert_eq!(parse_jaas("").unwrap(), None);
-    }
 }
