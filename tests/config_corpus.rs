@@ -17,10 +17,13 @@ fn corpus(name: &str) -> PathBuf {
 }
 
 /// The folders' own values and defaults; from the environment only the
-/// Confluent Cloud secrets, which a ccloud folder never holds.
+/// SASL secrets that a folder leaves empty on purpose (Confluent Cloud's API
+/// secrets, the SCRAM password).
 fn load(name: &str) -> Result<Config, light_kafka::config::ConfigError> {
     Config::load_with(corpus(name), |name| match name {
-        "CCLOUD_API_SECRET" | "CCLOUD_SR_SECRET" => Some("from-the-environment".to_owned()),
+        "CCLOUD_API_SECRET" | "CCLOUD_SR_SECRET" | "KAFKA_CONSUMER_PASSWORD" => {
+            Some("from-the-environment".to_owned())
+        }
         _ => None,
     })
 }
