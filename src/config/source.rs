@@ -245,7 +245,21 @@ fn strip_position(message: &str) -> &str {
 }
 
 /// Quoted text in a parser message may be a value: it is left out.
+/// In serde's "unknown variant `v`" and "invalid type/value: ... `v`", the
+/// first back-quoted text is the value: it is left out too (key names in
+/// "unknown field `k`" stay).
 fn redact(message: &str) -> String {
+    let message = match message.split_once('`') {
+        Some((head, rest))
+            if message.starts_with("unknown variant") || message.starts_with("invalid") =>
+        {
+            match rest.split_once('`') {
+                Some((_, tail)) => format!("{head}`<redacted>`{tail}"),
+                None => message.to_owned(),
+            }
+        }
+        _ => message.to_owned(),
+    };
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
     for c in message.chars() {
@@ -315,5 +329,17 @@ mod tests {
         assert_eq!((error.line(), error.column()), (1, 10));
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert_eq!(redact(r#"bad "hunter2" here"#), r#"bad "<redacted>" here"#);
+        assert_eq!(
+            redact("unknown variant `hunter2`, expected `a` or `b`"),
+            "unknown variant `<redacted>`, expected `a` or `b`"
+        );
+        assert_eq!(
+            redact("invalid type: integer `1234`, expected a string"),
+            "invalid type: integer `<redacted>`, expected a string"
+        );
+        assert_eq!(
+            redact("unknown field `maskk`, expected `mask`"),
+            "unknown field `maskk`, expected `mask`"
+        );
     }
 }
