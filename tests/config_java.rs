@@ -452,3 +452,33 @@ fn an_empty_jaas_password_is_an_error_at_its_place() {
     assert_eq!(position(&error), ("kafka-consumer.yml".into(), 2, 21));
     assert!(error.message().contains("empty"), "{error}");
 }
+
+#[test]
+fn the_registry_settings_are_kept_apart_from_librdkafka() {
+    let dir = dir(
+        "registry",
+        &[(
+            "kafka-consumer.yml",
+            "properties:\n  schema.registry.url: http://registry:8081\n  schema.registry.cache: 100\n",
+        )],
+    );
+    let config = Config::load_with(&dir, |_| None).unwrap();
+    assert_eq!(config.registry.url.as_deref(), Some("http://registry:8081"));
+    assert!(consumer_prop(&config, "schema.registry.url").is_none());
+    assert!(config.schema_registry().unwrap().is_some());
+    let dir = self::dir(
+        "registry-auth",
+        &[(
+            "kafka-consumer.yml",
+            "properties:\n  schema.registry.url: https://registry:8081\n  basic.auth.user.info: u:${PW}\n",
+        )],
+    );
+    let config = Config::load_with(&dir, |n| (n == "PW").then(|| "pw".to_owned())).unwrap();
+    assert_eq!(
+        config.registry.basic_auth_user_info.as_deref(),
+        Some("u:pw")
+    );
+    assert!(!format!("{:?}", config.registry).contains("u:pw"));
+    let error = config.schema_registry().unwrap_err();
+    assert!(error.message().contains("basic.auth.user.info"), "{error}");
+}

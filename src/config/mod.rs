@@ -281,6 +281,32 @@ impl Config {
             .map_or((location.line(), location.column()), |s| s.at(location))
     }
 
+    /// The schema registry client of `schema.registry.url` (the files'
+    /// `properties`), `None` when no file names one.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `basic.auth.user.info` is set: the registry
+    /// client does not send credentials yet, and a registry that needs them
+    /// would fail every record instead of failing here.
+    #[cfg(feature = "avro")]
+    pub fn schema_registry(
+        &self,
+    ) -> Result<Option<crate::layers::avro::SchemaRegistry>, ConfigError> {
+        let Some(url) = &self.registry.url else {
+            return Ok(None);
+        };
+        if self.registry.basic_auth_user_info.is_some() {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Invalid,
+                &self.dir,
+                (0, 0),
+                "`basic.auth.user.info` is set, and the schema registry client does not send basic auth yet",
+            ));
+        }
+        Ok(Some(crate::layers::avro::SchemaRegistry::new(url.clone())))
+    }
+
     /// A stream processor configured by `kafka-streams.yml`: its
     /// `application.id` (`properties.application.id`, or `applicationId`)
     /// and its translated properties. Topics, stores and the chain are the
