@@ -173,6 +173,7 @@ mod default;
 mod files;
 mod layers;
 mod load;
+mod registry;
 mod source;
 mod subst;
 

@@ -114,7 +114,6 @@ macro_rules! java_keys {
                 keys
             }
 
-            #[allow(dead_code)]
             pub(crate) fn unused(&self) -> Vec<(&'static str, serde_saphyr::Location, &'static str)> {
                 let mut out = Vec::new();
                 $( if let Some(s) = &self.$field { out.push(($key, s.referenced, $reason)); } )*
