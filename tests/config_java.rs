@@ -482,3 +482,9 @@ fn the_registry_settings_are_kept_apart_from_librdkafka() {
     let error = config.schema_registry().unwrap_err();
     assert!(error.message().contains("basic.auth.user.info"), "{error}");
 }
+
+#[test]
+fn a_directory_that_does_not_exist_is_an_io_error() {
+    let error = Config::load_with("/nonexistent/light-kafka/config", |_| None).unwrap_err();
+    assert_eq!(error.kind(), ConfigErrorKind::Io);
+}

@@ -196,6 +196,14 @@ pub(crate) fn load(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    if !dir.is_dir() {
+        return Err(ConfigError::new(
+            ConfigErrorKind::Io,
+            dir,
+            (0, 0),
+            "not a directory (or it cannot be read)",
+        ));
+    }
     let values = values(dir)?;
     let lookup = |name: &str| -> Option<Resolved> {
         env(name)
