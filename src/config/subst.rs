@@ -277,6 +277,8 @@ pub(crate) fn line(
             ));
         };
         let (start, end) = scalar_around(line, at, limit);
+        // Never before what is already written, never short of the `}`.
+        let start = start.max(copied).min(at);
         let end = end.max(first.end);
         // Everything before the scalar is copied as it is.
         let before = &line[copied..start];
@@ -465,5 +467,53 @@ mod tests {
             run("u: \"x-${A}\"\n", &[("A", "a\"b")]),
             "u: \"x-a\\\"b\"\n"
         );
+    }
+
+    #[test]
+    fn no_line_makes_it_panic() {
+        let pieces = [
+            "key: ",
+            "- ",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "\"",
+            "'",
+            " #",
+            " ",
+            "${X}",
+            "${Y:d}",
+            "${Z:{\"a\":1}}",
+            "é",
+            "${",
+            ":",
+            "\\",
+        ];
+        let lookup = |name: &str| match name {
+            "X" => Some(Resolved::Env("a: b, \"y".into())),
+            "Y" => Some(Resolved::Value(serde_json::json!([1, "x"]))),
+            _ => None,
+        };
+        let n = pieces.len();
+        for a in 0..n {
+            for b in 0..n {
+                for c in 0..n {
+                    for d in 0..n {
+                        let text = [pieces[a], pieces[b], pieces[c], pieces[d]].concat();
+                        let _ = line(
+                            Path::new("f.yml"),
+                            1,
+                            &text,
+                            &lookup,
+                            &mut String::new(),
+                            &mut LineMap::default(),
+                            &mut Vec::new(),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
