@@ -704,11 +704,21 @@ fn every_bad_config_names_its_file_line_and_column() {
 }
 
 #[test]
-fn a_missing_handler_yml_is_an_error() {
+fn a_folder_without_handler_yml_builds_the_default_chain_around_a_default_handler() {
+    // Java light-kafka folders have no handler.yml: they load, and the
+    // default chain needs a handler (registered as `default`, or the HTTP
+    // backend of kafka-consumer.yml's `backendApiHost`).
     let dir = dir("empty", &[]);
-    let error = Config::load(&dir).unwrap_err();
-    assert_eq!(error.kind(), ConfigErrorKind::Io);
+    let config = Config::load(&dir).unwrap();
+    assert!(!config.has_handler_file());
+    assert_eq!(config.default_layers(), ["catch-panic"]);
+    let error = config.chains(&Registry::new()).unwrap_err();
+    assert_eq!(error.kind(), ConfigErrorKind::UnknownHandler);
     assert!(Path::new(error.file()).ends_with("handler.yml"));
+    let chains = config
+        .chains(&Registry::new().handler(light_kafka::config::DEFAULT_HANDLER, handler_ok()))
+        .unwrap();
+    assert!(chains.covers("any-topic"));
 }
 
 /// Counts the spans opened while it is the default subscriber.

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use serde_saphyr::Spanned;
-use tower::ServiceExt;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Config;
+pub use super::registry::Registry;
+pub(crate) use super::registry::erase;
 use super::source::{ConfigError, ConfigErrorKind};
-use crate::builder::{BoxRecordService, boxed};
+use crate::builder::BoxRecordService;
 use crate::error::{BoxError, ErrorKind};
 use crate::record::Record;
 
@@ -38,95 +38,13 @@ pub const BUILTIN_LAYERS: [&str; 9] = [
 /// `backendApiPath` of `kafka-consumer.yml` (the sidecar).
 pub const HTTP_BACKEND: &str = "http-backend";
 
-/// Layers and handlers an application adds by name, for a config to place.
-///
-/// ```
-/// use light_kafka::config::Registry;
-/// use light_kafka::record::Record;
-/// use tower::{service_fn, timeout::TimeoutLayer};
-/// use std::time::Duration;
-///
-/// let registry = Registry::new()
-///     .layer("timeout", TimeoutLayer::new(Duration::from_secs(2)))
-///     .handler("orders", service_fn(|_: Record| async { Ok::<_, light_kafka::BoxError>(()) }));
-/// assert!(registry.has_layer("timeout") && registry.has_handler("orders"));
-/// ```
-#[derive(Clone, Default)]
-pub struct Registry {
-    pub(crate) layers: HashMap<String, LayerFn>,
-    handlers: HashMap<String, BoxRecordService>,
-}
-
-impl fmt::Debug for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut layers: Vec<_> = self.layers.keys().collect();
-        let mut handlers: Vec<_> = self.handlers.keys().collect();
-        layers.sort();
-        handlers.sort();
-        f.debug_struct("Registry")
-            .field("layers", &layers)
-            .field("handlers", &handlers)
-            .finish()
-    }
-}
-
-impl Registry {
-    /// An empty registry (the built-ins need no registration).
-    pub fn new() -> Self {
-        Registry::default()
-    }
-
-    /// Adds the layer `name`. Its response is dropped once the chain is
-    /// built (a record is settled or not).
-    pub fn layer<L>(mut self, name: impl Into<String>, layer: L) -> Self
-    where
-        L: Layer<BoxRecordService> + Send + Sync + 'static,
-        L::Service: Service<Record> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Record>>::Error: Into<BoxError>,
-        <L::Service as Service<Record>>::Future: Send + 'static,
-    {
-        let layer: LayerFn = Arc::new(move |inner| erase(layer.layer(inner)));
-        self.layers.insert(name.into(), layer);
-        self
-    }
-
-    /// Adds the handler `name`.
-    pub fn handler<S>(mut self, name: impl Into<String>, service: S) -> Self
-    where
-        S: Service<Record> + Clone + Send + Sync + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-    {
-        self.handlers.insert(name.into(), erase(service));
-        self
-    }
-
-    /// Whether a layer `name` is registered.
-    pub fn has_layer(&self, name: &str) -> bool {
-        self.layers.contains_key(name)
-    }
-
-    /// Whether a handler `name` is registered.
-    pub fn has_handler(&self, name: &str) -> bool {
-        self.handlers.contains_key(name)
-    }
-}
-
-/// Erases a service's type and response.
-pub(crate) fn erase<S>(service: S) -> BoxRecordService
-where
-    S: Service<Record> + Clone + Send + Sync + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-{
-    boxed(service.map_response(|_| ()))
-}
-
 /// What a name in `handler.yml` stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Entry {
     Layer(String),
     Handler(String),
+    /// A light-4j class with no counterpart (in the ignored list).
+    Java,
 }
 
 /// One element of an execution list, where it was written.
@@ -169,6 +87,17 @@ impl fmt::Debug for Chains {
 }
 
 impl Chains {
+    /// One chain for every topic.
+    pub(crate) fn single(chain: BoxRecordService, exact: Arc<HashMap<String, usize>>) -> Chains {
+        Chains {
+            chains: vec![chain],
+            exact,
+            patterns: Arc::new(Vec::new()),
+            default: Some(0),
+            last: None,
+        }
+    }
+
     fn route_of(&self, topic: &str) -> Option<usize> {
         if let Some(&i) = self.exact.get(topic) {
             return Some(i);
@@ -253,6 +182,11 @@ impl Config {
             };
             let entry = if BUILTIN_LAYERS.contains(&name) || registry.has_layer(name) {
                 Entry::Layer(name.to_owned())
+            } else if name.contains('.') && !registry.has_handler(name) {
+                match super::files::java_handler(name) {
+                    Ok(builtin) => Entry::Layer(builtin.to_owned()),
+                    Err(_) => Entry::Java,
+                }
             } else if name == HTTP_BACKEND || registry.has_handler(name) {
                 Entry::Handler(name.to_owned())
             } else {
@@ -286,6 +220,7 @@ impl Config {
                         name: item.value.as_str(),
                         at: item,
                     }),
+                    Some(Entry::Java) => {}
                     Some(Entry::Handler(_)) => {
                         return Err(self.at(item,
                             ConfigErrorKind::Dangling,
@@ -310,7 +245,14 @@ impl Config {
         let mut patterns = Vec::new();
         let mut services: Vec<BoxRecordService> = Vec::new();
         let mut built: HashMap<String, BoxRecordService> = HashMap::new();
+        if !handler.routes_topics() {
+            return self.default_chains(registry);
+        }
         for route in &handler.topics {
+            if route.path.is_some() && route.topic.is_none() && route.pattern.is_none() {
+                // An HTTP route of light-4j: in the ignored list.
+                continue;
+            }
             let place = route.topic.as_ref().or(route.pattern.as_ref());
             let Some(place) = place else {
                 let first = route.exec.first().map(|e| e.referenced);
@@ -353,7 +295,7 @@ impl Config {
                         })?;
                     patterns.push((regex, chain));
                 }
-                _ => unreachable!("checked above"),
+                _ => {}
             }
         }
         let default = match &handler.default_handlers {
@@ -445,6 +387,17 @@ impl Config {
                     at: item,
                 }),
                 Some(Entry::Handler(name)) if last => handler = Some((name.as_str(), item)),
+                Some(Entry::Java) if last => {
+                    return Err(self.at(
+                        item,
+                        ConfigErrorKind::UnknownHandler,
+                        format!(
+                            "`{}` is a light-4j HTTP handler: records need a registered handler or `{HTTP_BACKEND}`",
+                            item.value
+                        ),
+                    ));
+                }
+                Some(Entry::Java) => {}
                 Some(Entry::Handler(_)) => {
                     return Err(self.at(
                         item,
@@ -467,7 +420,9 @@ impl Config {
                 }
             }
         }
-        let (handler_name, handler_at) = handler.expect("the last item was checked");
+        let Some((handler_name, handler_at)) = handler else {
+            return Err(self.at(place, ConfigErrorKind::Dangling, "`exec` has no handler"));
+        };
         check_order(file, &layers, entries, |l| self.handler_position(l))?;
         let mut service = match built.get(handler_name) {
             Some(service) => service.clone(),
@@ -492,7 +447,7 @@ impl Config {
         }
         for placed in layers.iter().rev() {
             let Some(Entry::Layer(name)) = entries.get(placed.name) else {
-                unreachable!("checked")
+                continue;
             };
             if let Some(layer) = self.layer(name, placed.at, registry)? {
                 service = layer(service);
@@ -501,7 +456,7 @@ impl Config {
         Ok(service)
     }
 
-    fn handler_service(
+    pub(crate) fn handler_service(
         &self,
         name: &str,
         place: &Spanned<String>,

@@ -98,15 +98,27 @@ impl Config {
                 ),
                 (None, None) => ("kafka-producer.yml", Vec::new()),
             };
+        let secrets: Vec<(String, String)> = properties
+            .iter()
+            .filter(|(k, _)| super::files::is_secret(k))
+            .cloned()
+            .collect();
         for (k, v) in properties {
             builder = builder.set(k, v);
         }
         let producer = builder.build().map_err(|e| {
+            // librdkafka's messages may quote values: secret ones are cut out.
+            let mut message = format!("the producer cannot be built: {e}");
+            for (_, value) in secrets {
+                if !value.is_empty() {
+                    message = message.replace(&value, "<redacted>");
+                }
+            }
             ConfigError::new(
                 ConfigErrorKind::Invalid,
                 &self.dir.join(file),
                 (0, 0),
-                format!("the producer cannot be built: {e}"),
+                message,
             )
         })?;
         Ok(self.producer_cache.get_or_init(|| producer).clone())
@@ -279,17 +291,26 @@ impl Config {
     }
 
     fn retry_layer(&self) -> Option<RetryRecordsLayer> {
+        let consumer = self.consumer.as_ref();
         match self.retry.as_ref() {
             Some(r) if !r.enabled => None,
             retry => {
-                let mut policy = RetryPolicy::new(retry.and_then(|r| r.max_attempts).unwrap_or(3));
-                if let Some(r) = retry
-                    && (r.initial_backoff_ms.is_some() || r.max_backoff_ms.is_some())
-                {
-                    let first =
-                        std::time::Duration::from_millis(r.initial_backoff_ms.unwrap_or(100));
-                    let max = std::time::Duration::from_millis(r.max_backoff_ms.unwrap_or(5_000));
+                let attempts = retry
+                    .and_then(|r| r.max_attempts)
+                    .or_else(|| consumer?.max_retries.map(|n| n.saturating_add(1)))
+                    .unwrap_or(3);
+                let mut policy = RetryPolicy::new(attempts);
+                let first = retry.and_then(|r| r.initial_backoff_ms);
+                let max = retry.and_then(|r| r.max_backoff_ms);
+                let delay = consumer.and_then(|c| c.retry_delay_ms);
+                if first.is_some() || max.is_some() {
+                    let first = std::time::Duration::from_millis(first.unwrap_or(100));
+                    let max = std::time::Duration::from_millis(max.unwrap_or(5_000));
                     policy = policy.backoff(first, max.max(first));
+                } else if let Some(delay) = delay {
+                    // light-kafka's fixed delay between retries.
+                    let delay = std::time::Duration::from_millis(delay);
+                    policy = policy.backoff(delay, delay);
                 }
                 Some(policy.layer())
             }
@@ -301,13 +322,7 @@ impl Config {
     }
 
     #[cfg(any(feature = "jwt", feature = "json-schema"))]
-    fn in_file(
-        &self,
-        file: &str,
-        spanned: Option<&serde_saphyr::Location>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        let position = spanned.map_or((0, 0), |l| (l.line(), l.column()));
+    fn in_file(&self, file: &str, position: (u64, u64), message: impl Into<String>) -> ConfigError {
         ConfigError::new(
             ConfigErrorKind::Invalid,
             &self.dir.join(file),
@@ -330,28 +345,26 @@ impl Config {
             return Ok(None);
         }
         let jwt = &security.jwt;
-        let source = match (&jwt.jwks_uri, jwt.keys.is_empty()) {
-            (Some(url), true) => KeySource::Jwks {
+        let files = jwt.keys.as_ref().filter(|k| !k.value.0.is_empty());
+        let source = match (&jwt.jwks_uri, files) {
+            (Some(url), None) => KeySource::Jwks {
                 url: url.clone(),
                 refresh_interval: std::time::Duration::from_secs(60),
             },
-            (None, false) => {
+            (None, Some(files)) => {
                 let mut keys = KeySet::new();
-                for (kid, path) in &jwt.keys {
-                    let file = self.dir.join(&path.value);
+                let at = (files.referenced.line(), files.referenced.column());
+                for (kid, path) in &files.value.0 {
+                    let file = self.dir.join(path);
                     let pem = std::fs::read(&file).map_err(|e| {
                         self.in_file(
                             "security.yml",
-                            Some(&path.referenced),
-                            format!("cannot read the key of `{kid}`: {e}"),
+                            at,
+                            format!("cannot read the key of `{kid}`: {}", e.kind()),
                         )
                     })?;
                     keys = keys.rsa_pem(Some(kid), &pem).map_err(|e| {
-                        self.in_file(
-                            "security.yml",
-                            Some(&path.referenced),
-                            format!("the key of `{kid}`: {e}"),
-                        )
+                        self.in_file("security.yml", at, format!("the key of `{kid}`: {e}"))
                     })?;
                 }
                 KeySource::Static(keys)
@@ -359,7 +372,7 @@ impl Config {
             _ => {
                 return Err(self.in_file(
                     "security.yml",
-                    None,
+                    (0, 0),
                     "`jwt` needs either `keys` (or `certificate`) or `jwksUri`",
                 ));
             }
@@ -415,7 +428,13 @@ impl Config {
         for (topic, path) in &schema.schemas {
             layer = layer
                 .with_schema_file(topic.clone(), self.dir.join(&path.value))
-                .map_err(|e| self.in_file("schema.yml", Some(&path.referenced), e.to_string()))?;
+                .map_err(|e| {
+                    self.in_file(
+                        "schema.yml",
+                        (path.referenced.line(), path.referenced.column()),
+                        e.to_string(),
+                    )
+                })?;
         }
         Ok(Some(layer))
     }

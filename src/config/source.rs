@@ -1,12 +1,13 @@
-//! Reading one config file: `${VAR}` / `${VAR:default}` substitution that
-//! keeps track of positions, YAML parsing, and errors that name the file,
-//! the line and the column without ever echoing a value.
+//! Reading one config file: `${VAR}` / `${VAR:default}` resolution that
+//! keeps types and positions (see `subst`), YAML parsing, and errors that
+//! name the file, the line and the column without ever echoing a value.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::subst::{self, LineMap, NonScalar, Resolved};
 use crate::error::{ErrorKind, Kinded};
 
 /// What is wrong with a configuration.
@@ -110,51 +111,35 @@ impl Kinded for ConfigError {
     }
 }
 
-/// Where the text of one line came from: for each substitution, the column
-/// (1-based) it starts at in the output, its length there, the column of its
-/// `${` in the file and the length of the `${...}` expression.
-#[derive(Clone, Debug, Default)]
-struct LineMap {
-    spans: Vec<(u64, u64, u64, u64)>,
-}
-
-impl LineMap {
-    /// The column in the file of output column `column`.
-    fn original(&self, column: u64) -> u64 {
-        let mut shift: i64 = 0;
-        for &(out_start, out_len, in_start, in_len) in &self.spans {
-            if column < out_start {
-                break;
-            }
-            if column < out_start + out_len.max(1) {
-                return in_start;
-            }
-            shift = in_start as i64 + in_len as i64 - (out_start as i64 + out_len as i64);
-        }
-        (column as i64 + shift).max(1) as u64
-    }
-}
-
-/// One config file, its variables substituted.
-#[derive(Debug)]
+/// One config file, its variables resolved (see `subst`). `Debug` shows
+/// the path only: the text holds resolved values.
 pub(crate) struct Source {
     path: PathBuf,
     text: String,
     lines: Vec<LineMap>,
+    non_scalars: Vec<NonScalar>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Source {
-    /// Reads `path` and substitutes its variables with `lookup`.
+    /// Reads `path` and resolves its variables with `lookup`.
     pub(crate) fn read(
         path: &Path,
-        lookup: &dyn Fn(&str) -> Option<String>,
+        lookup: &dyn Fn(&str) -> Option<Resolved>,
     ) -> Result<Source, ConfigError> {
         let raw = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(
                 ConfigErrorKind::Io,
                 path,
                 (0, 0),
-                format!("cannot read the file: {e}"),
+                format!("cannot read the file: {}", e.kind()),
             )
         })?;
         Source::parse_text(path, &raw, lookup)
@@ -163,57 +148,33 @@ impl Source {
     pub(crate) fn parse_text(
         path: &Path,
         raw: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
+        lookup: &dyn Fn(&str) -> Option<Resolved>,
     ) -> Result<Source, ConfigError> {
         let mut text = String::with_capacity(raw.len());
         let mut lines = Vec::new();
+        let mut non_scalars = Vec::new();
         for (index, line) in raw.split_inclusive('\n').enumerate() {
             let mut map = LineMap::default();
-            let mut rest = line;
-            let mut column: u64 = 1; // in the file
-            let mut out_column: u64 = 1;
-            let comment = line.trim_start().starts_with('#');
-            while let Some(start) = rest.find("${").filter(|_| !comment) {
-                let before = &rest[..start];
-                text.push_str(before);
-                column += before.chars().count() as u64;
-                out_column += before.chars().count() as u64;
-                let Some(end) = rest[start..].find('}') else {
-                    return Err(ConfigError::new(
-                        ConfigErrorKind::Syntax,
-                        path,
-                        (index as u64 + 1, column),
-                        "a `${` without its closing `}`",
-                    ));
-                };
-                let expression = &rest[start + 2..start + end];
-                let (name, default) = match expression.split_once(':') {
-                    Some((name, default)) => (name.trim(), Some(default)),
-                    None => (expression.trim(), None),
-                };
-                let value = lookup(name).or_else(|| default.map(str::to_owned)).ok_or_else(|| {
-                    ConfigError::new(
-                        ConfigErrorKind::MissingVariable,
-                        path,
-                        (index as u64 + 1, column),
-                        format!("`${{{name}}}` has no value (not in the environment, nor in values.yml) and no default"),
-                    )
-                })?;
-                let in_len = (end + 1) as u64;
-                let out_len = value.chars().count() as u64;
-                map.spans.push((out_column, out_len, column, in_len));
-                text.push_str(&value);
-                column += rest[start..start + end + 1].chars().count() as u64;
-                out_column += out_len;
-                rest = &rest[start + end + 1..];
+            if line.trim_start().starts_with('#') || !line.contains("${") {
+                text.push_str(line);
+            } else {
+                subst::line(
+                    path,
+                    index as u64 + 1,
+                    line,
+                    lookup,
+                    &mut text,
+                    &mut map,
+                    &mut non_scalars,
+                )?;
             }
-            text.push_str(rest);
             lines.push(map);
         }
         Ok(Source {
             path: path.to_owned(),
             text,
             lines,
+            non_scalars,
         })
     }
 
@@ -221,10 +182,23 @@ impl Source {
         &self.path
     }
 
-    /// The position in the file of a (line, column) in the substituted text.
+    /// The resolved text at a parser span (byte offset and length).
+    pub(crate) fn slice(&self, location: &serde_saphyr::Location) -> Option<&str> {
+        let span = location.span();
+        let start = usize::try_from(span.byte_offset()?).ok()?;
+        let len = usize::try_from(span.byte_len()?).ok()?;
+        self.text.get(start..start.checked_add(len)?)
+    }
+
+    /// The position in the file of a (line, column) in the resolved text.
     pub(crate) fn position(&self, line: u64, column: u64) -> (u64, u64) {
         let map = line.checked_sub(1).and_then(|i| self.lines.get(i as usize));
         (line, map.map_or(column, |m| m.original(column)))
+    }
+
+    /// The position in the file of a parser location.
+    pub(crate) fn at(&self, location: &serde_saphyr::Location) -> (u64, u64) {
+        self.position(location.line(), location.column())
     }
 
     /// Parses the text as `T`.
@@ -233,18 +207,30 @@ impl Source {
         options.with_snippet = false;
         serde_saphyr::from_str_with_options::<T>(&self.text, options).map_err(|error| {
             let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
-            let message = redact(strip_position(&error.to_string()));
+            let mut message = redact(strip_position(&error.to_string()));
             let kind = if message.starts_with("unknown field") {
                 ConfigErrorKind::UnknownKey
             } else if message.starts_with("invalid")
                 || message.starts_with("expected")
                 || message.contains("invalid type")
                 || message.starts_with("missing field")
+                || message.starts_with("unknown variant")
+                || message.starts_with("not ")
             {
                 ConfigErrorKind::WrongType
             } else {
                 ConfigErrorKind::Syntax
             };
+            let mut kind = kind;
+            if let Some(n) = self.non_scalars.iter().find(|n| {
+                n.line == line && (n.out_start..n.out_end.max(n.out_start + 1)).contains(&column)
+            }) {
+                kind = ConfigErrorKind::WrongType;
+                message = format!(
+                    "`${{{}}}` is a list or a map in values.yml, where this key takes one value",
+                    n.name
+                );
+            }
             ConfigError::new(kind, &self.path, self.position(line, column), message)
         })
     }
@@ -259,7 +245,21 @@ fn strip_position(message: &str) -> &str {
 }
 
 /// Quoted text in a parser message may be a value: it is left out.
+/// In serde's "unknown variant `v`" and "invalid type/value: ... `v`", the
+/// first back-quoted text is the value: it is left out too (key names in
+/// "unknown field `k`" stay).
 fn redact(message: &str) -> String {
+    let message = match message.split_once('`') {
+        Some((head, rest))
+            if message.starts_with("unknown variant") || message.starts_with("invalid") =>
+        {
+            match rest.split_once('`') {
+                Some((_, tail)) => format!("{head}`<redacted>`{tail}"),
+                None => message.to_owned(),
+            }
+        }
+        _ => message.to_owned(),
+    };
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
     for c in message.chars() {
@@ -283,24 +283,24 @@ fn redact(message: &str) -> String {
 mod tests {
     use super::*;
 
-    fn env(name: &str) -> Option<String> {
+    fn env(name: &str) -> Option<Resolved> {
         match name {
-            "HOST" => Some("broker-1.internal:9092".into()),
-            "PASSWORD" => Some("hunter2".into()),
+            "HOST" => Some(Resolved::Env("broker-1.internal:9092".into())),
+            "PASSWORD" => Some(Resolved::Env("hunter2".into())),
             _ => None,
         }
     }
 
     #[test]
     fn variables_are_substituted_with_defaults_and_positions_map_back() {
-        let raw = "a: ${HOST}\nb: ${MISSING:fallback} x: 1\n# ${NOT_SUBSTITUTED}\n";
+        let raw = "a: ${HOST}\nb: x-${MISSING:fallback}-y # c\n# ${NOT_SUBSTITUTED}\n";
         let source = Source::parse_text(Path::new("f.yml"), raw, &env).unwrap();
         assert_eq!(
             source.text,
-            "a: broker-1.internal:9092\nb: fallback x: 1\n# ${NOT_SUBSTITUTED}\n"
+            "a: \"broker-1.internal:9092\"\nb: \"x-fallback-y\" # c\n# ${NOT_SUBSTITUTED}\n"
         );
-        // `x` is at column 13 after substitution, 22 in the file.
-        assert_eq!(source.position(2, 13), (2, 24));
+        // `#` is at column 19 after substitution, 28 in the file.
+        assert_eq!(source.position(2, 19), (2, 28));
         // Inside a substituted value: the `${`.
         assert_eq!(source.position(1, 10), (1, 4));
         assert_eq!(source.position(1, 2), (1, 2));
@@ -329,5 +329,17 @@ mod tests {
         assert_eq!((error.line(), error.column()), (1, 10));
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert_eq!(redact(r#"bad "hunter2" here"#), r#"bad "<redacted>" here"#);
+        assert_eq!(
+            redact("unknown variant `hunter2`, expected `a` or `b`"),
+            "unknown variant `<redacted>`, expected `a` or `b`"
+        );
+        assert_eq!(
+            redact("invalid type: integer `1234`, expected a string"),
+            "invalid type: integer `<redacted>`, expected a string"
+        );
+        assert_eq!(
+            redact("unknown field `maskk`, expected `mask`"),
+            "unknown field `maskk`, expected `mask`"
+        );
     }
 }
