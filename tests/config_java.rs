@@ -479,8 +479,19 @@ fn the_registry_settings_are_kept_apart_from_librdkafka() {
         Some("u:pw")
     );
     assert!(!format!("{:?}", config.registry).contains("u:pw"));
+    let registry = config.schema_registry().unwrap().expect("a registry");
+    let shown = format!("{registry:?}");
+    assert!(shown.contains("\"u\"") && !shown.contains("pw"), "{shown}");
+    let dir = self::dir(
+        "registry-inherit",
+        &[(
+            "kafka-consumer.yml",
+            "properties:\n  schema.registry.url: https://registry:8081\n  basic.auth.credentials.source: SASL_INHERIT\n",
+        )],
+    );
+    let config = Config::load_with(&dir, |_| None).unwrap();
     let error = config.schema_registry().unwrap_err();
-    assert!(error.message().contains("basic.auth.user.info"), "{error}");
+    assert!(error.message().contains("USER_INFO"), "{error}");
 }
 
 #[test]

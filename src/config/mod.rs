@@ -283,13 +283,17 @@ impl Config {
     }
 
     /// The schema registry client of `schema.registry.url` (the files'
-    /// `properties`), `None` when no file names one.
+    /// `properties`), `None` when no file names one. `basic.auth.user.info`
+    /// (`user:password`) becomes its HTTP basic credentials, which it never
+    /// shows.
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] when `basic.auth.user.info` is set: the registry
-    /// client does not send credentials yet, and a registry that needs them
-    /// would fail every record instead of failing here.
+    /// A [`ConfigError`] when `basic.auth.credentials.source` names a source
+    /// other than `USER_INFO` (Confluent's `SASL_INHERIT` and `URL` are not
+    /// offered: write the credentials into `basic.auth.user.info`, or into
+    /// the URL), so that a registry that needs them fails here and not on
+    /// every record.
     #[cfg(feature = "avro")]
     pub fn schema_registry(
         &self,
@@ -297,15 +301,21 @@ impl Config {
         let Some(url) = &self.registry.url else {
             return Ok(None);
         };
-        if self.registry.basic_auth_user_info.is_some() {
+        if let Some(source) = &self.registry.basic_auth_credentials_source
+            && !source.eq_ignore_ascii_case("USER_INFO")
+        {
             return Err(ConfigError::new(
                 ConfigErrorKind::Invalid,
                 &self.dir,
                 (0, 0),
-                "`basic.auth.user.info` is set, and the schema registry client does not send basic auth yet",
+                "`basic.auth.credentials.source` must be USER_INFO (with `basic.auth.user.info: user:password`)",
             ));
         }
-        Ok(Some(crate::layers::avro::SchemaRegistry::new(url.clone())))
+        let registry = crate::layers::avro::SchemaRegistry::new(url.clone());
+        Ok(Some(match &self.registry.basic_auth_user_info {
+            Some(user_info) => registry.with_user_info(user_info),
+            None => registry,
+        }))
     }
 
     /// A stream processor configured by `kafka-streams.yml`: its

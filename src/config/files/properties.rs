@@ -512,12 +512,6 @@ pub(crate) fn translate(
         {
             let why = if code == rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN {
                 "librdkafka has no such property (a Java-only setting? see the README's \"Moving from Java light-kafka\")"
-            } else if (key.starts_with("ssl.")
-                || key.starts_with("sasl.")
-                || key == "security.protocol")
-                && !tls_built()
-            {
-                "this librdkafka was built without OpenSSL: enable rdkafka's `ssl` (or `ssl-vendored`) feature"
             } else {
                 "librdkafka rejects its value"
             };
@@ -546,11 +540,4 @@ pub(crate) fn translate(
             list.join("; ")
         ),
     ))
-}
-
-/// Whether this librdkafka can do TLS.
-pub(crate) fn tls_built() -> bool {
-    let mut config = rdkafka::ClientConfig::new();
-    config.set("security.protocol", "ssl");
-    config.create_native_config().is_ok()
 }
