@@ -398,3 +398,66 @@ async fn a_zombie_processor_cannot_commit() {
     ));
     assert_eq!((lost, duplicated), (0, 0));
 }
+
+/// A projection of a topic written in transactions, some aborted: `consumed`
+/// counts the committed records only, and progress (`read` of `total`)
+/// counts offsets — records, aborted records and transaction markers alike —
+/// so it reaches `total` exactly when the projection is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real broker (scripts/kafka test)"]
+async fn projection_progress_counts_offsets_and_consumed_counts_committed_records() {
+    use light_kafka::service::transactional::TransactionalProducer;
+    use light_kafka::streams::projection::Projection;
+
+    let kafka = common::real_only();
+    let topic = format!("projection-markers-{}", common::uuid_like());
+    kafka.create_topic(&topic, 2).unwrap();
+    let producer = TransactionalProducer::builder(format!("{topic}-tx"))
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .operation_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let (mut committed, mut transactions) = (0, 0);
+    for t in 0..40 {
+        let records: Vec<Record> = (0..13)
+            .map(|i| {
+                Record::builder(topic.as_str())
+                    .partition(i % 2)
+                    .key(format!("k{}", (t * 13 + i) % 17))
+                    .value(format!("{}", t * 13 + i))
+                    .build()
+            })
+            .collect();
+        transactions += 1;
+        if t % 5 == 4 {
+            let mut tx = producer.begin().await.unwrap();
+            for record in records {
+                tx.send(record).await.unwrap();
+            }
+            tx.flush().await.unwrap();
+            tx.abort().await.unwrap();
+        } else {
+            producer.send_batch(records).await.unwrap();
+            committed += 13;
+        }
+    }
+    let projection = Projection::<u64>::builder("markers", &topic)
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .start()
+        .await
+        .unwrap();
+    projection.ready(Duration::from_secs(60)).await.unwrap();
+    let status = projection.status();
+    common::report(format_args!(
+        "projection of {transactions} transactions ({committed} committed records): \
+         consumed {}, read {} of {} offsets",
+        status.consumed, status.read, status.total
+    ));
+    assert_eq!(status.consumed, committed as u64, "committed records only");
+    assert_eq!(status.read, status.total, "progress complete when ready");
+    assert!(
+        status.total > committed as u64,
+        "offsets include markers and aborted records"
+    );
+}

@@ -67,9 +67,18 @@ use crate::service::client::check_bootstrap;
 pub struct ProjectionStatus {
     /// Whether it has read up to the end offsets it saw when it started.
     pub ready: bool,
-    /// Records read since it started.
+    /// Records read since it started (records of committed transactions and
+    /// plain records; never transaction markers or aborted records).
     pub consumed: u64,
-    /// Records to read before it is ready (an upper bound).
+    /// Offsets read past since it started, up to the end offsets it saw when
+    /// it started: reaches [`total`](Self::total) exactly when it is ready.
+    /// It counts transaction markers and aborted records too, which occupy
+    /// offsets and are never delivered, so it is the measure of progress.
+    pub read: u64,
+    /// Offsets to read before it is ready: from where it started to the end
+    /// offsets it saw then. With transactional producers this is more than
+    /// the records there are (each transaction leaves a marker); see
+    /// [`read`](Self::read).
     pub total: u64,
     /// Records skipped because their value did not decode or fold.
     pub failed: u64,
@@ -83,11 +92,11 @@ pub struct ProjectionStatus {
 pub enum QueryError {
     /// The projection is still reading its topic up to where it was when it
     /// started; the answer would be stale.
-    #[error("the projection is restoring ({consumed} of {total} records read)")]
+    #[error("the projection is restoring ({read} of {total} offsets read)")]
     NotReady {
-        /// Records read so far.
-        consumed: u64,
-        /// Records to read before it is ready.
+        /// Offsets read past so far ([`ProjectionStatus::read`]).
+        read: u64,
+        /// Offsets to read before it is ready ([`ProjectionStatus::total`]).
         total: u64,
     },
     /// The store failed or a value did not decode.
@@ -180,7 +189,7 @@ where
         let topic = self.topic.clone();
         let storage = self.storage.clone();
         let name = self.name.clone();
-        let (consumer, partitions, total) =
+        let (consumer, partitions, ranges) =
             tokio::task::spawn_blocking(move || open(&config, &topic, &name, storage.as_ref()))
                 .await
                 .unwrap_or_else(|e| {
@@ -200,8 +209,11 @@ where
                 .map(|(p, b)| (p, Mutex::new(b)))
                 .collect(),
             status: Mutex::new(ProjectionStatus {
-                ready: total == 0,
-                total,
+                ready: ranges.values().all(|(start, end)| start == end),
+                total: ranges
+                    .values()
+                    .map(|(start, end)| (end - start) as u64)
+                    .sum(),
                 ..ProjectionStatus::default()
             }),
             stop: AtomicBool::new(false),
@@ -210,7 +222,7 @@ where
         let (reader, codec) = (inner.clone(), self.codec.clone());
         std::thread::Builder::new()
             .name(format!("projection-{}", inner.name))
-            .spawn(move || follow(consumer, &reader, &codec, fold.as_ref()))
+            .spawn(move || follow(consumer, &reader, ranges, &codec, fold.as_ref()))
             .map_err(|e| BuildError::new(format!("cannot start the projection thread: {e}")))?;
         Ok(Projection {
             _stop: Arc::new(StopOnDrop(inner.clone())),
@@ -221,15 +233,19 @@ where
     }
 }
 
+/// Where each partition's reading starts and where it is ready.
+type Ranges = HashMap<i32, (i64, i64)>;
+
 /// The consumer assigned to every partition from each backend's checkpoint,
-/// the backends, and how many records there are to read before it is ready.
+/// the backends, and each partition's offsets from where reading starts to
+/// the end offset it must reach before it is ready.
 #[allow(clippy::type_complexity)]
 fn open(
     config: &ClientConfig,
     topic: &str,
     name: &str,
     storage: &dyn Storage,
-) -> Result<(BaseConsumer, Vec<(i32, Box<dyn Backend>)>, u64), BuildError> {
+) -> Result<(BaseConsumer, Vec<(i32, Box<dyn Backend>)>, Ranges), BuildError> {
     let consumer: BaseConsumer = config
         .create()
         .map_err(|e| BuildError::kafka("creating the projection's consumer", e))?;
@@ -243,7 +259,7 @@ fn open(
     }
     let mut tpl = TopicPartitionList::new();
     let mut backends = Vec::new();
-    let mut total = 0;
+    let mut ranges = HashMap::new();
     for partition in 0..count {
         let backend = storage
             .open(name, partition)
@@ -255,7 +271,7 @@ fn open(
             .checkpoint()
             .map_err(|e| BuildError::new(format!("reading the projection's checkpoint: {e}")))?;
         let start = checkpoint.unwrap_or(low).max(low);
-        total += (high - start).max(0) as u64;
+        ranges.insert(partition, (start, high.max(start)));
         tpl.add_partition_offset(topic, partition, Offset::Offset(start))
             .map_err(|e| BuildError::kafka("assigning", e))?;
         backends.push((partition, backend));
@@ -263,7 +279,7 @@ fn open(
     consumer
         .assign(&tpl)
         .map_err(|e| BuildError::kafka("assigning", e))?;
-    Ok((consumer, backends, total))
+    Ok((consumer, backends, ranges))
 }
 
 struct Inner {
@@ -281,18 +297,40 @@ impl Inner {
 }
 
 /// Reads the topic into the backends until the projection is dropped.
-fn follow<V, C: Codec<V>>(consumer: BaseConsumer, inner: &Inner, codec: &C, fold: &FoldFn<V>) {
+fn follow<V, C: Codec<V>>(
+    consumer: BaseConsumer,
+    inner: &Inner,
+    ranges: Ranges,
+    codec: &C,
+    fold: &FoldFn<V>,
+) {
     let mut pending_eof: usize = if inner.status(|s| s.ready) {
         0
     } else {
         inner.partitions.len()
     };
     let mut eof_seen: Vec<i32> = Vec::new();
+    // Per partition: where reading started, the end to reach, the next offset.
+    let mut progress: HashMap<i32, (i64, i64, i64)> = ranges
+        .into_iter()
+        .map(|(p, (start, end))| (p, (start, end, start)))
+        .collect();
+    let read = |progress: &HashMap<i32, (i64, i64, i64)>| -> u64 {
+        progress
+            .values()
+            .map(|(start, end, next)| (next.min(end) - start).max(0) as u64)
+            .sum()
+    };
     while !inner.stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let record = Record::from_message(&message);
                 let partition = message.partition();
+                if let Some((_, _, next)) = progress.get_mut(&partition) {
+                    *next = (*next).max(message.offset() + 1);
+                    let read = read(&progress);
+                    inner.status(|s| s.read = read);
+                }
                 let Some(key) = record.key().cloned() else {
                     inner.status(|s| s.consumed += 1);
                     continue;
@@ -324,6 +362,12 @@ fn follow<V, C: Codec<V>>(consumer: BaseConsumer, inner: &Inner, codec: &C, fold
             Some(Err(KafkaError::PartitionEOF(partition)))
                 if pending_eof > 0 && !eof_seen.contains(&partition) =>
             {
+                // At the end: past every marker and aborted record too.
+                if let Some((_, end, next)) = progress.get_mut(&partition) {
+                    *next = (*next).max(*end);
+                    let read = read(&progress);
+                    inner.status(|s| s.read = read);
+                }
                 eof_seen.push(partition);
                 pending_eof -= 1;
                 if pending_eof == 0 {
@@ -435,7 +479,7 @@ impl<V, C: Codec<V>> Projection<V, C> {
                 Ok(())
             } else {
                 Err(QueryError::NotReady {
-                    consumed: s.consumed,
+                    read: s.read,
                     total: s.total,
                 })
             }
@@ -546,9 +590,9 @@ mod http {
 
     fn failure(error: QueryError) -> Response {
         match error {
-            QueryError::NotReady { consumed, total } => (
+            QueryError::NotReady { read, total } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "restoring", "consumed": consumed, "total": total})),
+                Json(json!({"status": "restoring", "read": read, "total": total})),
             )
                 .into_response(),
             QueryError::Store(error) => (
