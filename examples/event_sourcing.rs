@@ -13,7 +13,6 @@ use std::time::Duration;
 use axum::body::Body;
 use http::Request;
 use http_body_util::BodyExt;
-use light_kafka::rdkafka::config::ClientConfig;
 use light_kafka::record::Record;
 use light_kafka::service::embedded::EmbeddedKafka;
 use light_kafka::streams::aggregate::{Aggregate, AggregateService, CommandGateway, DomainEvent};
@@ -116,9 +115,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
 
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", kafka.bootstrap_servers());
-    let gateway = CommandGateway::<Account>::start(&config, COMMANDS, REPLIES).await?;
+    let gateway = CommandGateway::<Account>::builder(COMMANDS, REPLIES)
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .start()
+        .await?;
     let app = axum::Router::new()
         .merge(gateway.router())
         .merge(balances.router());

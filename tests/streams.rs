@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::Kafka;
 use light_kafka::error::ErrorKind;
 use light_kafka::layers::dead_letter::DeadLetterLayer;
-use light_kafka::rdkafka::config::ClientConfig;
 use light_kafka::record::Record;
 use light_kafka::streams::aggregate::{
     Aggregate, AggregateService, CommandEnvelope, CommandGateway, CommandOutcome, DomainEvent,
@@ -453,9 +452,10 @@ async fn a_hundred_concurrent_commands_on_one_aggregate_lose_no_update() {
         events.as_str(),
         replies.as_str(),
     )));
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", kafka.bootstrap_servers());
-    let gateway = CommandGateway::<Account>::start(&config, commands.as_str(), replies.as_str())
+    let gateway = CommandGateway::<Account>::builder(commands.as_str(), replies.as_str())
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .group_id(format!("{replies}-gateway"))
+        .start()
         .await
         .unwrap();
 

@@ -431,31 +431,90 @@ impl Drop for StopFlag {
     }
 }
 
-impl<A: Aggregate> CommandGateway<A> {
-    /// A gateway writing to `commands` and reading outcomes from `replies`
-    /// (from their current end), with the client properties in `config`
-    /// (`bootstrap.servers` at least). Outcomes are awaited at most 30 s.
+/// Configures a [`CommandGateway`], like every other client of the crate.
+///
+/// ```no_run
+/// # use light_kafka::streams::aggregate::{Aggregate, CommandGateway};
+/// # async fn run<A: Aggregate>() -> Result<(), light_kafka::service::BuildError> {
+/// let gateway = CommandGateway::<A>::builder("account-commands", "account-replies")
+///     .bootstrap_servers("kafka:9092")
+///     .set("security.protocol", "SASL_SSL")
+///     .timeout(std::time::Duration::from_secs(10))
+///     .start()
+///     .await?;
+/// # let _ = gateway; Ok(()) }
+/// ```
+pub struct CommandGatewayBuilder<A: Aggregate> {
+    config: ClientConfig,
+    commands: Arc<str>,
+    replies: String,
+    group_id: Option<String>,
+    timeout: Duration,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> fmt::Debug for CommandGatewayBuilder<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandGatewayBuilder")
+            .field("config", &crate::service::client::Redacted(&self.config))
+            .field("commands", &self.commands)
+            .field("replies", &self.replies)
+            .field("group_id", &self.group_id)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<A: Aggregate> CommandGatewayBuilder<A> {
+    /// Sets `bootstrap.servers`.
+    pub fn bootstrap_servers(self, servers: impl Into<String>) -> Self {
+        self.set("bootstrap.servers", servers)
+    }
+
+    /// Sets any librdkafka property of the gateway's producer and reply reader.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.set(key, value);
+        self
+    }
+
+    /// The `group.id` of the reply reader. It is assigned the reply topic's
+    /// partitions and commits nothing, so the group only names it to the
+    /// cluster (quotas, ACLs); by default `<replies>-gateway-<uuid>`, one per
+    /// gateway.
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+
+    /// How long [`CommandGateway::submit`] waits for an outcome (30 s unless set).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Creates the producer and starts reading outcomes from the reply
+    /// topic's current end.
     ///
     /// # Errors
     ///
-    /// A [`BuildError`] when a setting is wrong or `replies` does not exist.
-    pub async fn start(
-        config: &ClientConfig,
-        commands: impl Into<Arc<str>>,
-        replies: impl Into<String>,
-    ) -> Result<Self, BuildError> {
-        check_bootstrap(config)?;
+    /// A [`BuildError`] when a setting is wrong or the reply topic does not exist.
+    pub async fn start(self) -> Result<CommandGateway<A>, BuildError> {
+        let config = self.config;
+        check_bootstrap(&config)?;
         let mut producer = Producer::builder();
-        for (k, v) in crate::service::client::properties(config) {
+        for (k, v) in crate::service::client::properties(&config) {
             producer = producer.set(k, v);
         }
         let producer = producer.build()?;
+        let replies = self.replies;
+        let group = self
+            .group_id
+            .unwrap_or_else(|| format!("{replies}-gateway-{}", uuid::Uuid::now_v7()));
         let mut reader = config.clone();
         reader
-            .set("group.id", "light-kafka-command-gateway")
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed");
-        let replies = replies.into();
         let pending: Pending = Arc::default();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let consumer = tokio::task::spawn_blocking(move || assign_at_end(&reader, &replies))
@@ -468,12 +527,30 @@ impl<A: Aggregate> CommandGateway<A> {
             .map_err(|e| BuildError::new(format!("cannot start the gateway thread: {e}")))?;
         Ok(CommandGateway {
             producer,
-            commands: commands.into(),
+            commands: self.commands,
             pending,
-            timeout: Duration::from_secs(30),
+            timeout: self.timeout,
             _stop: Arc::new(StopFlag(stop)),
             aggregate: PhantomData,
         })
+    }
+}
+
+impl<A: Aggregate> CommandGateway<A> {
+    /// Starts configuring a gateway that writes commands to `commands` and
+    /// reads their outcomes from `replies`.
+    pub fn builder(
+        commands: impl Into<Arc<str>>,
+        replies: impl Into<String>,
+    ) -> CommandGatewayBuilder<A> {
+        CommandGatewayBuilder {
+            config: ClientConfig::new(),
+            commands: commands.into(),
+            replies: replies.into(),
+            group_id: None,
+            timeout: Duration::from_secs(30),
+            aggregate: PhantomData,
+        }
     }
 
     /// How long [`CommandGateway::submit`] waits for an outcome.
