@@ -1621,8 +1621,20 @@ impl StreamProcessor {
     }
 
     /// Seeks every partition of the aborted batch back to its first record.
-    fn rewind(&self, firsts: &HashMap<(Arc<str>, i32), i64>) {
+    /// A held-back partition rewound before its failing record is resumed:
+    /// the records before that one must come in again.
+    fn rewind(&mut self, firsts: &HashMap<(Arc<str>, i32), i64>) {
         for ((topic, partition), offset) in firsts {
+            let key = (topic.clone(), *partition);
+            if let Some(stall) = self.stalls.get_mut(&key)
+                && stall.record.offset().is_some_and(|o| *offset < o)
+            {
+                stall.waiting = true;
+                if stall.paused {
+                    stall.paused = false;
+                    self.resume(&key);
+                }
+            }
             if let Err(error) = self.consumer.seek(
                 topic,
                 *partition,
