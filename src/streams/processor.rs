@@ -263,10 +263,12 @@ pub struct ProcessorHealth {
     pub partitions: Vec<i32>,
     /// The last failure, until the next commit.
     pub last_error: Option<String>,
-    /// Set while the processor is recovering from an outage: its producer
-    /// failed in a way only a new producer mends (the cluster was
-    /// unreachable longer than `transaction.timeout.ms`, a commit or abort
-    /// that could not finish); cleared when a transaction commits again.
+    /// Set while the processor is held up by an outage: its consumer found
+    /// every broker down, or its producer failed in a way only a new
+    /// producer mends (the cluster was unreachable longer than
+    /// `transaction.timeout.ms`, a commit or an abort could not finish) and
+    /// is being re-created. Cleared when a transaction commits again (or,
+    /// when no producer had to be re-created, when input arrives again).
     pub recovering: Option<Recovery>,
     /// How many times the transactional producer was re-created.
     pub recoveries: u64,
@@ -280,9 +282,10 @@ pub struct ProcessorHealth {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Recovery {
-    /// When the producer failed.
+    /// When the outage was first seen.
     pub since: SystemTime,
-    /// Attempts to re-create the producer and rewind so far.
+    /// Attempts to re-create the producer and rewind so far (0 while the
+    /// processor only waits for the cluster).
     pub attempts: u32,
     /// What failed last: the producer's error, then each failed attempt's.
     pub last_error: String,
@@ -728,6 +731,19 @@ impl ClientContext for ProcessorContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if self.connect.report(&error, reason).is_some() {
             return;
+        }
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            // The cluster is away: health says so until it is back.
+            let message = format!("{error}: {reason}");
+            self.shared.update(|h| {
+                h.recovering
+                    .get_or_insert_with(|| Recovery {
+                        since: SystemTime::now(),
+                        attempts: 0,
+                        last_error: String::new(),
+                    })
+                    .last_error = message;
+            });
         }
         self.throttle.report(&trouble_key(&error), |suppressed| {
             tracing::warn!(%error, reason, suppressed, "stream processor client error")
@@ -1412,6 +1428,16 @@ impl StreamProcessor {
                 Ok(Ok(message)) => {
                     let record = Record::from_message(&message);
                     drop(message);
+                    // Input arrives: the cluster is back. An outage that
+                    // broke the producer is over only once a transaction
+                    // commits again.
+                    if batch.is_empty() {
+                        self.handle.shared.update(|h| {
+                            if h.recovering.as_ref().is_some_and(|r| r.attempts == 0) {
+                                h.recovering = None;
+                            }
+                        });
+                    }
                     // A revocation reported by this very poll concerns the
                     // records fetched before it, not this one (fetched after
                     // any re-assignment): drop those first.
