@@ -47,11 +47,15 @@
 //!   `transactional.id`, or whose group generation is stale, cannot commit; a
 //!   fenced processor stops with [`ProcessorErrorKind::Fenced`]. A fence is
 //!   told from an outage by the age of the transaction it ended: younger than
-//!   `transaction.timeout.ms`, only a newer instance can have fenced it. (An
+//!   `transaction.timeout.ms`, only a newer instance can have fenced it. An
 //!   instance stalled longer than that while its successor started cannot
-//!   tell the two apart, and takes its `transactional.id` back; with
-//!   [`static_membership`](StreamProcessorBuilder::static_membership) the
-//!   consumer group fences it too, and it stops.)
+//!   tell the two apart from the fence alone: with
+//!   [`static_membership`](StreamProcessorBuilder::static_membership) its
+//!   consumer was fenced by the successor's meanwhile (heartbeats go on
+//!   while a handler stalls), and it stops with `Fenced` before touching its
+//!   producer; without it, it re-creates its producer, fencing the
+//!   successor's in turn (exactly-once holds either way, as every producer
+//!   is fenced by the next).
 //! - **Static membership**: with
 //!   [`static_membership`](StreamProcessorBuilder::static_membership) and an
 //!   [`instance_id`](StreamProcessorBuilder::instance_id), a restarted
@@ -1078,6 +1082,9 @@ impl StreamProcessor {
             }
             Ended::Broken { error, began } => {
                 self.tasks.discard();
+                // A static member whose successor joined the group is a
+                // zombie whatever the age of its transaction.
+                self.check_consumer()?;
                 if let Some(stop) = self.stops(error.clone(), began) {
                     self.handle
                         .shared
@@ -1552,6 +1559,12 @@ impl StreamProcessor {
         S::Error: Into<BoxError>,
     {
         let began = Instant::now();
+        // Operations that block for half the transaction timeout show in
+        // health while they last.
+        let watch = Watch {
+            shared: self.handle.shared.clone(),
+            after: self.transaction_timeout / 2,
+        };
         let mut tx = match self.producer.begin().await {
             Ok(tx) => tx,
             Err(e) => return Ended::from_error(e, began),
@@ -1577,7 +1590,7 @@ impl StreamProcessor {
                     }
                 }
                 Err(error) => {
-                    return match tx.abort().await {
+                    return match watch.on("abort_transaction", tx.abort()).await {
                         Ok(()) => Ended::Failed {
                             record: kept,
                             error,
@@ -1605,16 +1618,22 @@ impl StreamProcessor {
                 .expect("a valid offset");
         }
         let Some(group) = self.consumer.group_metadata() else {
-            return match tx.abort().await {
+            return match watch.on("abort_transaction", tx.abort()).await {
                 Ok(()) => Ended::Aborted("the consumer has no group metadata yet".into()),
                 Err(e) => Ended::from_error(e, began),
             };
         };
         let mirror = self.group_commit.then(|| offsets.clone());
-        if let Err(e) = tx.send_offsets(offsets, group).await {
+        if let Err(e) = watch
+            .on(
+                "send_offsets_to_transaction",
+                tx.send_offsets(offsets, group),
+            )
+            .await
+        {
             return Ended::from_error(e, began);
         }
-        let deliveries = match tx.commit().await {
+        let deliveries = match watch.on("commit_transaction", tx.commit()).await {
             Ok(deliveries) => deliveries,
             Err(e) => return Ended::from_error(e, began),
         };
@@ -1671,6 +1690,44 @@ impl StreamProcessor {
                 tracing::debug!(%error, topic = &**topic, partition, "rewind");
             }
         }
+    }
+}
+
+/// Reports in health a transaction operation blocked longer than `after`:
+/// the cluster does not answer (an outage shows here while it lasts, before
+/// the operation fails).
+struct Watch {
+    shared: Arc<Shared>,
+    after: Duration,
+}
+
+impl Watch {
+    async fn on<F: std::future::Future>(&self, operation: &str, work: F) -> F::Output {
+        let began = Instant::now();
+        let sleep = tokio::time::sleep(self.after);
+        tokio::pin!(work, sleep);
+        tokio::select! {
+            output = &mut work => return output,
+            () = &mut sleep => {}
+        }
+        let message = format!(
+            "{operation} has not finished after {:.1} s: the cluster does not answer",
+            self.after.as_secs_f64()
+        );
+        tracing::warn!(operation, "{message}");
+        let since = SystemTime::now()
+            .checked_sub(began.elapsed())
+            .unwrap_or_else(SystemTime::now);
+        self.shared.update(|h| {
+            h.recovering
+                .get_or_insert_with(|| Recovery {
+                    since,
+                    attempts: 0,
+                    last_error: String::new(),
+                })
+                .last_error = message;
+        });
+        work.await
     }
 }
 
