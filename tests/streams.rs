@@ -657,3 +657,233 @@ async fn the_canonical_chain_runs_in_a_processor() {
     );
     assert_eq!(dead[0].header_str(names::DLQ_ERROR_KIND), Some("invalid"));
 }
+
+/// One record that always fails, with no dead-letter layer, holds back its
+/// own partition only: the other partitions commit to their end, the poison
+/// partition's committed offset stays at the record, nothing of it from the
+/// record on is emitted, and health names the record and counts its tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_without_dead_letters_stalls_only_its_own_partition() {
+    const N: usize = 90;
+    const P: i32 = 3;
+    let kafka = Kafka::start();
+    let app = format!("stall-{}", common::uuid_like());
+    let (input, out) = (format!("{app}-in"), format!("{app}-out"));
+    topics(&kafka, &app, &["count"], P, &[&input, &out]);
+    // 30 records per partition; the 11th record of partition 1 is poison.
+    common::produce(kafka.bootstrap_servers(), &input, P, N, |i| {
+        let value = if i == 10 * P as usize + 1 {
+            "poison".into()
+        } else {
+            i.to_string()
+        };
+        (format!("k{i}"), value)
+    })
+    .await;
+    let out_topic: &'static str = Box::leak(out.clone().into_boxed_str());
+    let processor = StreamProcessor::builder(&app)
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .topics([input.as_str()])
+        .store("count")
+        .max_batch(16)
+        .backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let handle = processor.handle();
+    let running = tokio::spawn(processor.run(counting(out_topic)));
+
+    // Every input but partition 1's from the poison record on.
+    wait(&handle, 70).await;
+    let expected = vec![30, 10, 30];
+    let settled = common::eventually(Duration::from_secs(60), || {
+        common::committed(kafka.bootstrap_servers(), &app, &input, P) == expected
+    })
+    .await;
+    assert!(
+        settled,
+        "committed {:?}, health {:?}",
+        common::committed(kafka.bootstrap_servers(), &app, &input, P),
+        handle.health()
+    );
+    // It keeps retrying the poison record, alone, and commits nothing past it.
+    let retried = common::eventually(Duration::from_secs(30), || {
+        handle
+            .health()
+            .stalled
+            .first()
+            .is_some_and(|s| s.attempts >= 4)
+    })
+    .await;
+    let health = handle.health();
+    assert!(retried, "{health:?}");
+    assert_eq!(health.stalled.len(), 1, "{health:?}");
+    let stalled = &health.stalled[0];
+    assert_eq!(
+        (stalled.topic.as_str(), stalled.partition, stalled.offset),
+        (input.as_str(), 1, 10)
+    );
+    assert!(stalled.last_error.contains("poison"), "{stalled:?}");
+    assert_eq!(
+        common::committed(kafka.bootstrap_servers(), &app, &input, P),
+        expected
+    );
+    assert!(!running.is_finished(), "the processor goes on");
+    handle.shutdown();
+    running.await.unwrap().unwrap();
+
+    let outputs = common::read_topic(
+        kafka.bootstrap_servers(),
+        &out,
+        P,
+        usize::MAX,
+        "read_committed",
+        Duration::from_secs(3),
+    );
+    let ids: HashSet<(i32, i64)> = outputs
+        .iter()
+        .map(|r| {
+            let key = r.key_str().unwrap();
+            let (p, o) = key.split_once(':').unwrap();
+            (p.parse().unwrap(), o.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        ids.iter().all(|(p, o)| *p != 1 || *o < 10),
+        "nothing of partition 1 from the poison record on was emitted"
+    );
+    let mut want: HashSet<(i32, i64)> = (0..30).flat_map(|o| [(0, o), (2, o)]).collect();
+    want.extend((0..10).map(|o| (1, o)));
+    if kafka.is_real() {
+        assert_eq!(ids, want, "read_committed: exactly the committed inputs");
+        // Per input partition, in offset order, the count moved by one per input.
+        let mut by_offset: Vec<(i32, i64, u64)> = outputs
+            .iter()
+            .map(|r| {
+                let (p, o) = r.key_str().unwrap().split_once(':').unwrap();
+                let count = r.value_str().unwrap().parse().unwrap();
+                (p.parse().unwrap(), o.parse().unwrap(), count)
+            })
+            .collect();
+        by_offset.sort_unstable();
+        let mut per_partition: HashMap<i32, Vec<u64>> = HashMap::new();
+        for (p, _, count) in by_offset {
+            per_partition.entry(p).or_default().push(count);
+        }
+        assert_eq!(per_partition[&0], (1..=30).collect::<Vec<_>>());
+        assert_eq!(per_partition[&1], (1..=10).collect::<Vec<_>>());
+        assert_eq!(per_partition[&2], (1..=30).collect::<Vec<_>>());
+    } else {
+        // The embedded broker shows aborted outputs too: all that is asked
+        // is that every committed input has its output.
+        assert!(want.is_subset(&ids));
+    }
+}
+
+/// `ProcessorHealth::partitions` lists the assigned partitions, before any
+/// record (and so any store) was there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_lists_the_assigned_partitions() {
+    let kafka = Kafka::start();
+    let app = format!("assigned-{}", common::uuid_like());
+    let input = format!("{app}-in");
+    topics(&kafka, &app, &["count"], 3, &[&input]);
+    let processor = StreamProcessor::builder(&app)
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .topics([input.as_str()])
+        .store("count")
+        .build()
+        .await
+        .unwrap();
+    let handle = processor.handle();
+    let running = tokio::spawn(processor.run(counting("unused")));
+    let assigned = common::eventually(Duration::from_secs(30), || {
+        handle.health().partitions == [0, 1, 2]
+    })
+    .await;
+    assert!(assigned, "{:?}", handle.health());
+    assert_eq!(handle.health().committed, 0, "no record came in");
+    handle.shutdown();
+    running.await.unwrap().unwrap();
+}
+
+/// The cluster goes away while a transaction is open, longer than the
+/// processor's transaction timeout: its producer cannot commit nor abort and
+/// is re-created, health says it is recovering while the cluster is away, and
+/// once it is back every input commits, with no restart from outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_that_breaks_the_producer_is_recovered_from_without_a_restart() {
+    const N: usize = 400;
+    const P: i32 = 2;
+    let kafka = common::embedded_only();
+    let app = format!("outage-{}", common::uuid_like());
+    let (input, out) = (format!("{app}-in"), format!("{app}-out"));
+    for topic in [&input, &out, &changelog_topic(&app, "count")] {
+        kafka.create_topic(topic, P).unwrap();
+    }
+    common::produce(kafka.bootstrap_servers(), &input, P, N, |i| {
+        (format!("k{i}"), i.to_string())
+    })
+    .await;
+    let out_topic: &'static str = Box::leak(out.clone().into_boxed_str());
+    let inner = counting(out_topic);
+    let slow = service_fn(move |record: Record| {
+        let inner = inner.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            inner.oneshot(record).await
+        }
+    });
+    let processor = StreamProcessor::builder(&app)
+        .bootstrap_servers(kafka.bootstrap_servers())
+        .topics([input.as_str()])
+        .store("count")
+        .max_batch(20)
+        .operation_timeout(Duration::from_secs(1))
+        .producer_set("transaction.timeout.ms", "3000")
+        .backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let handle = processor.handle();
+    let running = tokio::spawn(processor.run(slow));
+    wait(&handle, 40).await;
+
+    kafka.broker_down(1).unwrap();
+    let recovering = common::eventually(Duration::from_secs(30), || {
+        handle.health().recovering.is_some()
+    })
+    .await;
+    let during = handle.health();
+    assert!(recovering, "{during:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !running.is_finished(),
+        "the processor waits for the cluster"
+    );
+    kafka.broker_up(1).unwrap();
+
+    let done = common::eventually(Duration::from_secs(90), || {
+        common::committed(kafka.bootstrap_servers(), &app, &input, P)
+            == common::end_offsets(kafka.bootstrap_servers(), &input, P)
+    })
+    .await;
+    let after = handle.health();
+    assert!(done, "{after:?}");
+    assert!(
+        common::eventually(Duration::from_secs(10), || handle
+            .health()
+            .recovering
+            .is_none())
+        .await,
+        "{:?}",
+        handle.health()
+    );
+    let after = handle.health();
+    assert!(after.recoveries >= 1, "{after:?}");
+    let recovery = during.recovering.unwrap();
+    assert!(!recovery.last_error.is_empty(), "{recovery:?}");
+    assert!(!running.is_finished(), "no restart from outside was needed");
+    handle.shutdown();
+    running.await.unwrap().unwrap();
+}
