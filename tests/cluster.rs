@@ -298,3 +298,163 @@ async fn three_node_cluster_consumer_and_producer_ride_through_leader_bounces() 
     );
     assert!(checks > 10, "the watcher ran ({checks} checks)");
 }
+
+const EOS_CHILD: &str = "LIGHT_KAFKA_TEST_CLUSTER_EOS_CHILD";
+
+/// The processor of the fault matrix, in a child process of its own so that
+/// it can be killed: counts inputs per partition in a store and writes one
+/// output per input, exactly once.
+async fn eos_child(spec: &str) {
+    let mut parts = spec.split('|').map(str::to_owned);
+    let mut next = || parts.next().expect("child spec");
+    let (bootstrap, app, input, out) = (next(), next(), next(), next());
+    let processor = light_kafka::streams::processor::StreamProcessor::builder(&app)
+        .bootstrap_servers(&bootstrap)
+        .topics([input.as_str()])
+        .store("count")
+        .instance_id("child")
+        .max_batch(200)
+        .consumer_set("session.timeout.ms", "10000")
+        .consumer_set("heartbeat.interval.ms", "500")
+        .build()
+        .await
+        .expect("processor");
+    let service = common::eos::counting(out, Duration::from_micros(500), |_, _, _| {});
+    // SIGTERM is a clean bounce: the processor finishes its transaction and
+    // leaves; SIGKILL ends it wherever it is.
+    let handle = processor.handle();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+    tokio::spawn(async move {
+        terminate.recv().await;
+        handle.shutdown();
+    });
+    processor
+        .run(service)
+        .await
+        .expect("the processor runs until stopped");
+}
+
+/// Kafka's own `transactions_test.py` matrix on the cluster: {SIGKILL,
+/// SIGTERM} × {the leader broker of the input and output partitions, the
+/// processor's process}, bounced while 20,000 inputs are processed; then a
+/// `read_committed` reader finds exactly one output per input, and in input
+/// order per partition the counts move by one (the store equals the inputs
+/// committed before each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the 3-node cluster (scripts/kafka cluster test)"]
+async fn three_node_cluster_eos_processor_fault_matrix() {
+    if let Ok(spec) = std::env::var(EOS_CHILD) {
+        return eos_child(&spec).await;
+    }
+    const N: usize = 20_000;
+    let bootstrap = cluster();
+    let app = format!("eos-matrix-{}", common::uuid_like());
+    let (input, out) = (format!("{app}-in"), format!("{app}-out"));
+    let admin: AdminClient<DefaultClientContext> = client(&bootstrap).create().expect("admin");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for topic in [&input, &out, &format!("{app}-count-changelog")] {
+        let mut new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(3))
+            .set("min.insync.replicas", "2");
+        if topic.ends_with("-changelog") {
+            new = new.set("cleanup.policy", "compact");
+        }
+        let created = admin.create_topics([&new], &options).await.expect("create");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        for p in 0..PARTITIONS {
+            leader(&bootstrap, topic, p);
+        }
+    }
+    common::produce(&bootstrap, &input, PARTITIONS, N, |i| {
+        (format!("k{i}"), i.to_string())
+    })
+    .await;
+
+    let spec = format!("{bootstrap}|{app}|{input}|{out}");
+    let spawn = || {
+        std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "three_node_cluster_eos_processor_fault_matrix",
+                "--include-ignored",
+                "--nocapture",
+            ])
+            .env(EOS_CHILD, &spec)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("processor child")
+    };
+    let committed_inputs = || -> i64 {
+        let mut config = client(&bootstrap);
+        config.set("group.id", &app);
+        let reader: BaseConsumer = config.create().expect("reader");
+        offsets(&reader, &input, true)
+            .iter()
+            .map(|o| o.max(&0))
+            .sum()
+    };
+    let progressed = |since: i64, by: i64| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let now = committed_inputs();
+            if now >= since + by || now >= N as i64 {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no progress past {now} committed inputs"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let mut child = spawn();
+    let mut done = Vec::new();
+    let mut at = progressed(0, 1);
+    let schedule = [
+        ("kill", "leader"),
+        ("kill", "processor"),
+        ("term", "leader"),
+        ("term", "processor"),
+        ("kill", "leader"),
+        ("kill", "processor"),
+    ];
+    for (signal, target) in schedule {
+        at = progressed(at, 1_500);
+        if at >= N as i64 {
+            break;
+        }
+        if target == "leader" {
+            // The leader of an input partition, or of an output partition.
+            let topic = if done.len() % 2 == 0 { &input } else { &out };
+            let node = leader(&bootstrap, topic, done.len() as i32 % PARTITIONS);
+            ctl(signal, node);
+            std::thread::sleep(Duration::from_secs(2));
+            ctl("restart", node);
+            done.push(format!("{signal} leader node {node} at {at} committed"));
+        } else {
+            let pid = child.id().to_string();
+            let status = std::process::Command::new("kill")
+                .args([if signal == "kill" { "-KILL" } else { "-TERM" }, &pid])
+                .status()
+                .expect("kill");
+            assert!(status.success());
+            child.wait().expect("the child ends");
+            child = spawn();
+            done.push(format!("{signal} processor at {at} committed"));
+        }
+    }
+    progressed(at, N as i64);
+    child.kill().expect("stop the last child");
+    child.wait().expect("the last child ends");
+
+    let (lost, duplicated) = common::eos::check_outputs(&bootstrap, &out, PARTITIONS, N);
+    common::report(format_args!(
+        "cluster EOS matrix, {} bounces ({}): {N} inputs, {lost} lost, {duplicated} duplicated, \
+         counts in input order per partition (read_committed)",
+        done.len(),
+        done.join("; ")
+    ));
+    assert!(done.len() >= 4, "bounces happened: {done:?}");
+    assert_eq!((lost, duplicated), (0, 0));
+}

@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod broker;
+pub mod eos;
 pub mod raw;
 
 #[allow(unused_imports)]
