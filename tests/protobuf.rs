@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use light_kafka::BoxError;
+use light_kafka::builder::ServiceBuilderExt as _;
 use light_kafka::error::{ErrorKind, classify};
 use light_kafka::layers::dead_letter::DeadLetterLayer;
 use light_kafka::layers::http_client::Timeouts;
@@ -382,7 +383,7 @@ async fn round_trip_through_kafka_with_poison_dead_lettered() {
     };
     let chain = ServiceBuilder::new()
         .layer(DeadLetterLayer::new(producer))
-        .layer(
+        .protobuf_decode(
             ProtobufDecodeLayer::new(Arc::new(SchemaRegistry::new(&server.url))).topic("pb-orders"),
         )
         .service(handler);
