@@ -266,20 +266,7 @@ impl Validators {
         if let Some(validator) = self.cached(id) {
             return Ok(validator);
         }
-        let schema: Value = serde_json::from_str(text).map_err(|e| {
-            JsonSchemaRegistryError::with_source(
-                JsonSchemaRegistryErrorKind::Schema,
-                format!("schema id {id} is not JSON"),
-                e,
-            )
-        })?;
-        let validator = jsonschema::validator_for(&schema).map_err(|e| {
-            JsonSchemaRegistryError::new(
-                JsonSchemaRegistryErrorKind::Schema,
-                format!("schema id {id} is not a valid JSON Schema: {e}"),
-            )
-        })?;
-        let validator = Arc::new(validator);
+        let validator = Arc::new(build(&format!("schema id {id}"), text)?);
         self.by_id
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -296,6 +283,23 @@ impl Validators {
         check_type(&registered)?;
         self.compile(id, registered.text())
     }
+}
+
+/// Compiles the JSON Schema `text` (`what` names it in errors).
+fn build(what: &str, text: &str) -> Result<Validator, JsonSchemaRegistryError> {
+    let schema: Value = serde_json::from_str(text).map_err(|e| {
+        JsonSchemaRegistryError::with_source(
+            JsonSchemaRegistryErrorKind::Schema,
+            format!("{what} is not JSON"),
+            e,
+        )
+    })?;
+    jsonschema::validator_for(&schema).map_err(|e| {
+        JsonSchemaRegistryError::new(
+            JsonSchemaRegistryErrorKind::Schema,
+            format!("{what} is not a valid JSON Schema: {e}"),
+        )
+    })
 }
 
 fn check_type(
@@ -512,10 +516,11 @@ impl EncodeConfig {
             }
             Writer::Register(subject, text) => {
                 // Compile first: an invalid schema is not sent.
+                let validator = Arc::new(build(&format!("the schema for {subject}"), text)?);
                 let id = registry
                     .register_schema(subject, SchemaType::Json, text, &[])
                     .await?;
-                (id, self.validators.compile(id, text)?)
+                (id, validator)
             }
         };
         self.resolved
@@ -712,6 +717,21 @@ mod tests {
             crate::error::classify(err.as_ref()),
             ErrorKind::Deserialization
         );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_schema_is_not_registered() {
+        // Nothing listens: a schema sent would fail as `Registry`.
+        let registry = Arc::new(SchemaRegistry::new("http://127.0.0.1:9"));
+        let mut service = JsonSchemaRegistryEncodeLayer::new(registry)
+            .topic_registering("t", "t-value", &serde_json::json!({"type": 12}))
+            .layer(Accept);
+        let err = testkit::call(&mut service, testkit::record("t").value("{}").build())
+            .await
+            .unwrap_err();
+        let typed = err.downcast_ref::<JsonSchemaRegistryError>().unwrap();
+        assert_eq!(typed.json_kind(), JsonSchemaRegistryErrorKind::Schema);
+        assert_eq!(crate::error::classify(err.as_ref()), ErrorKind::Config);
     }
 
     #[tokio::test]

@@ -842,6 +842,21 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_schema_that_does_not_compile_is_not_registered() {
+        // Nothing listens: a schema sent would fail as `Registry`.
+        let registry = Arc::new(SchemaRegistry::new("http://127.0.0.1:9"));
+        let mut service = ProtobufEncodeLayer::new(registry)
+            .topic_registering("t", "t-value", "message {")
+            .layer(Accept);
+        let err = testkit::call(&mut service, testkit::record("t").value("{}").build())
+            .await
+            .unwrap_err();
+        let typed = err.downcast_ref::<ProtobufError>().unwrap();
+        assert_eq!(typed.protobuf_kind(), ProtobufErrorKind::Schema);
+        assert_eq!(classify(err.as_ref()), ErrorKind::Config);
+    }
+
     #[test]
     fn bad_proto_text_is_a_schema_error() {
         let err = compile("bad.proto", "message {").unwrap_err();
