@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench layers
+//! cargo bench --bench layers --features protobuf -- protobuf-decode
 //! ```
 //!
 //! Each iteration gets a fresh record (its construction is not timed) and
@@ -233,6 +234,86 @@ fn avro(c: &mut Criterion) {
     );
 }
 
+/// A realistic order of ten fields, as JSON (the Protobuf JSON mapping of
+/// `ORDER_PROTO`'s `Order` too).
+#[cfg(any(feature = "json-schema", feature = "protobuf"))]
+const ORDER_JSON: &str = r#"{"id":"42","customer":"c-1234567","sku":"ABC-1000","quantity":2,
+    "price":9.99,"currency":"CAD","paid":true,"createdAt":"1733600000000",
+    "channel":"web","note":"leave at the door"}"#;
+
+/// The Confluent-framed JSON Schema decode and validation, the schema
+/// compiled and cached as after the first record of its id.
+#[cfg(feature = "json-schema")]
+fn json_schema_registry(c: &mut Criterion) {
+    use light_kafka::layers::json_schema_registry::{JsonSchemaRegistryLayer, encode};
+    use light_kafka::layers::registry::{RegisteredSchema, SchemaRegistry, SchemaType};
+    use std::sync::Arc;
+    let schema = r#"{"type":"object",
+        "required":["id","customer","sku","quantity","price","currency"],
+        "properties":{
+            "id":{"type":"string"},"customer":{"type":"string"},"sku":{"type":"string"},
+            "quantity":{"type":"integer","minimum":1},"price":{"type":"number","minimum":0},
+            "currency":{"type":"string","enum":["CAD","USD","EUR"]},"paid":{"type":"boolean"},
+            "createdAt":{"type":"string"},"channel":{"type":"string"},"note":{"type":"string"}}}"#;
+    let registry = Arc::new(SchemaRegistry::new("http://127.0.0.1:1"));
+    registry.insert_schema(RegisteredSchema::new(7, SchemaType::Json, schema));
+    let mut service = JsonSchemaRegistryLayer::new(registry)
+        .topic("orders")
+        .layer(Accept);
+    let value: serde_json::Value = serde_json::from_str(ORDER_JSON).unwrap();
+    let record = testkit::record("orders").value(encode(7, &value)).build();
+    // The first record fetches nothing (the schema is known) but compiles it.
+    service
+        .call(record.clone())
+        .now_or_never()
+        .expect("ready")
+        .expect("ok");
+    run(c, "jsonschema-sr-decode", service, record);
+}
+
+#[cfg(not(feature = "json-schema"))]
+fn json_schema_registry(_: &mut Criterion) {}
+
+/// `.proto` text of the benched message: ten fields.
+#[cfg(feature = "protobuf")]
+const ORDER_PROTO: &str = r#"syntax = "proto3";
+package shop;
+message Order {
+  int64 id = 1; string customer = 2; string sku = 3; int32 quantity = 4;
+  double price = 5; string currency = 6; bool paid = 7; int64 created_at = 8;
+  string channel = 9; string note = 10;
+}"#;
+
+/// The Confluent-framed Protobuf decode into a `DynamicMessage`, the schema
+/// compiled and cached as after the first record of its id.
+#[cfg(feature = "protobuf")]
+fn protobuf(c: &mut Criterion) {
+    use light_kafka::layers::protobuf::{DynamicMessage, ProtobufDecodeLayer, compile, encode};
+    use light_kafka::layers::registry::{RegisteredSchema, SchemaRegistry, SchemaType};
+    use std::sync::Arc;
+    let file = compile("order.proto", ORDER_PROTO).unwrap();
+    let descriptor = file.messages().next().unwrap();
+    let mut json = serde_json::Deserializer::from_str(ORDER_JSON);
+    let message = DynamicMessage::deserialize(descriptor, &mut json).unwrap();
+    let bytes = encode(7, &message);
+    let registry = Arc::new(SchemaRegistry::new("http://127.0.0.1:1"));
+    registry.insert_schema(RegisteredSchema::new(7, SchemaType::Protobuf, ORDER_PROTO));
+    let mut service = ProtobufDecodeLayer::new(registry)
+        .topic("orders")
+        .layer(Accept);
+    let record = testkit::record("orders").value(bytes).build();
+    // The first record compiles the schema (the deferred path, on an executor).
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(service.call(record.clone()))
+        .unwrap();
+    run(c, "protobuf-decode", service, record);
+}
+
+#[cfg(not(feature = "protobuf"))]
+fn protobuf(_: &mut Criterion) {}
+
 fn dead_letter(c: &mut Criterion) {
     use light_kafka::layers::dead_letter::DeadLetterLayer;
     use light_kafka::{BoxError, Error, ErrorKind};
@@ -321,6 +402,6 @@ fn http_adapter(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = jwt, propagate, schema, avro, dead_letter, observability, http_adapter
+    targets = jwt, propagate, schema, avro, json_schema_registry, protobuf, dead_letter, observability, http_adapter
 }
 criterion_main!(benches);

@@ -112,6 +112,33 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: crate::layers::avro::AvroEncodeLayer,
     ) -> ServiceBuilder<Stack<crate::layers::avro::AvroEncodeLayer, L>>;
+    /// Decodes and validates JSON Schema values in the Confluent wire format ([`crate::layers::json_schema_registry::JsonSchemaRegistryLayer`]).
+    #[cfg(feature = "json-schema")]
+    fn json_schema_registry(
+        self,
+        layer: crate::layers::json_schema_registry::JsonSchemaRegistryLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::json_schema_registry::JsonSchemaRegistryLayer, L>>;
+
+    /// Validates JSON values and frames them in the Confluent wire format ([`crate::layers::json_schema_registry::JsonSchemaRegistryEncodeLayer`]).
+    #[cfg(feature = "json-schema")]
+    fn json_schema_registry_encode(
+        self,
+        layer: crate::layers::json_schema_registry::JsonSchemaRegistryEncodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::json_schema_registry::JsonSchemaRegistryEncodeLayer, L>>;
+
+    /// Decodes Protobuf values in the Confluent wire format ([`crate::layers::protobuf::ProtobufDecodeLayer`]).
+    #[cfg(feature = "protobuf")]
+    fn protobuf_decode(
+        self,
+        layer: crate::layers::protobuf::ProtobufDecodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::protobuf::ProtobufDecodeLayer, L>>;
+
+    /// Encodes record values as Protobuf in the Confluent wire format ([`crate::layers::protobuf::ProtobufEncodeLayer`]).
+    #[cfg(feature = "protobuf")]
+    fn protobuf_encode(
+        self,
+        layer: crate::layers::protobuf::ProtobufEncodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::protobuf::ProtobufEncodeLayer, L>>;
 }
 
 /// A record service with its type erased: cloneable, `Send + Sync`, with
@@ -242,6 +269,39 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: crate::layers::avro::AvroEncodeLayer,
     ) -> ServiceBuilder<Stack<crate::layers::avro::AvroEncodeLayer, L>> {
+        self.layer(layer)
+    }
+    #[cfg(feature = "json-schema")]
+    fn json_schema_registry(
+        self,
+        layer: crate::layers::json_schema_registry::JsonSchemaRegistryLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::json_schema_registry::JsonSchemaRegistryLayer, L>>
+    {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "json-schema")]
+    fn json_schema_registry_encode(
+        self,
+        layer: crate::layers::json_schema_registry::JsonSchemaRegistryEncodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::json_schema_registry::JsonSchemaRegistryEncodeLayer, L>>
+    {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "protobuf")]
+    fn protobuf_decode(
+        self,
+        layer: crate::layers::protobuf::ProtobufDecodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::protobuf::ProtobufDecodeLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "protobuf")]
+    fn protobuf_encode(
+        self,
+        layer: crate::layers::protobuf::ProtobufEncodeLayer,
+    ) -> ServiceBuilder<Stack<crate::layers::protobuf::ProtobufEncodeLayer, L>> {
         self.layer(layer)
     }
 }

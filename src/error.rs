@@ -346,8 +346,13 @@ fn kind_of(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     #[cfg(feature = "json-schema")]
     try_kinded!(
         crate::layers::schema::SchemaError,
-        crate::layers::schema::SchemaConfigError
+        crate::layers::schema::SchemaConfigError,
+        crate::layers::json_schema_registry::JsonSchemaRegistryError
     );
+    #[cfg(any(feature = "avro", feature = "json-schema", feature = "protobuf"))]
+    try_kinded!(crate::layers::registry::RegistryError);
+    #[cfg(feature = "protobuf")]
+    try_kinded!(crate::layers::protobuf::ProtobufError);
     if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         return Some(ErrorKind::Timeout);
     }

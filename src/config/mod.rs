@@ -294,10 +294,10 @@ impl Config {
     /// offered: write the credentials into `basic.auth.user.info`, or into
     /// the URL), so that a registry that needs them fails here and not on
     /// every record.
-    #[cfg(feature = "avro")]
+    #[cfg(any(feature = "avro", feature = "json-schema", feature = "protobuf"))]
     pub fn schema_registry(
         &self,
-    ) -> Result<Option<crate::layers::avro::SchemaRegistry>, ConfigError> {
+    ) -> Result<Option<crate::layers::registry::SchemaRegistry>, ConfigError> {
         let Some(url) = &self.registry.url else {
             return Ok(None);
         };
@@ -311,7 +311,7 @@ impl Config {
                 "`basic.auth.credentials.source` must be USER_INFO (with `basic.auth.user.info: user:password`)",
             ));
         }
-        let registry = crate::layers::avro::SchemaRegistry::new(url.clone());
+        let registry = crate::layers::registry::SchemaRegistry::new(url.clone());
         Ok(Some(match &self.registry.basic_auth_user_info {
             Some(user_info) => registry.with_user_info(user_info),
             None => registry,

@@ -46,15 +46,32 @@ pub mod audit;
 pub mod avro;
 pub mod catch_panic;
 pub mod dead_letter;
-#[cfg(any(feature = "avro", feature = "json-schema", feature = "jwt"))]
+#[cfg(any(
+    feature = "avro",
+    feature = "json-schema",
+    feature = "jwt",
+    feature = "protobuf"
+))]
 pub mod future;
-#[cfg(any(feature = "avro", feature = "jwt", feature = "http-backend"))]
+#[cfg(any(
+    feature = "avro",
+    feature = "jwt",
+    feature = "http-backend",
+    feature = "json-schema",
+    feature = "protobuf"
+))]
 pub mod http_client;
 pub mod http_context;
+#[cfg(feature = "json-schema")]
+pub mod json_schema_registry;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 pub mod metrics;
 pub mod propagate;
+#[cfg(feature = "protobuf")]
+pub mod protobuf;
+#[cfg(any(feature = "avro", feature = "json-schema", feature = "protobuf"))]
+pub mod registry;
 pub mod retry;
 #[cfg(feature = "json-schema")]
 pub mod schema;

@@ -270,6 +270,30 @@ impl<S> JsonSchema<S> {
     }
 }
 
+impl ParsedJson {
+    pub(crate) fn new(value: Arc<Value>) -> Self {
+        ParsedJson(value)
+    }
+}
+
+/// Every violation of `validator` by `value`, as an error naming `topic`;
+/// `None` when the value is valid.
+pub(crate) fn violations(topic: &str, validator: &Validator, value: &Value) -> Option<SchemaError> {
+    if validator.is_valid(value) {
+        return None;
+    }
+    Some(SchemaError {
+        topic: topic.to_owned(),
+        violations: validator
+            .iter_errors(value)
+            .map(|e| Violation {
+                pointer: e.instance_path().as_str().to_owned(),
+                message: e.masked().to_string(),
+            })
+            .collect(),
+    })
+}
+
 /// Parses and validates `record`'s value against `validator`.
 fn check(record: &Record, validator: &Validator) -> Result<Value, BoxError> {
     let Some(bytes) = record.value() else {
@@ -279,21 +303,10 @@ fn check(record: &Record, validator: &Validator) -> Result<Value, BoxError> {
         std::str::from_utf8(bytes).map_err(|e| DecodeError::new(DecodeErrorReason::NotUtf8, e))?;
     let value: Value =
         serde_json::from_str(text).map_err(|e| DecodeError::new(DecodeErrorReason::NotJson, e))?;
-    if validator.is_valid(&value) {
-        return Ok(value);
+    match violations(record.topic(), validator, &value) {
+        None => Ok(value),
+        Some(error) => Err(error.into()),
     }
-    let violations = validator
-        .iter_errors(&value)
-        .map(|e| Violation {
-            pointer: e.instance_path().as_str().to_owned(),
-            message: e.masked().to_string(),
-        })
-        .collect();
-    Err(SchemaError {
-        topic: record.topic().to_owned(),
-        violations,
-    }
-    .into())
 }
 
 impl<S> Service<Record> for JsonSchema<S>

@@ -10,8 +10,9 @@
 //!   with the topic's schema and framed with its id.
 //! - [`AvroCodec`] is the same format as a typed [`Codec`] for serde types.
 //!
-//! Schemas come from a [`SchemaRegistry`], cached by id and by subject
-//! version: once a schema is known, decoding and encoding make no request.
+//! Schemas come from a [`SchemaRegistry`] (the client shared with the JSON
+//! Schema and Protobuf layers, in [`layers::registry`](crate::layers::registry)),
+//! cached by id and by subject version: once a schema is known, decoding and encoding make no request.
 //! Undecodable values fail with an [`AvroError`] (kind `deserialization`),
 //! values that do not fit their schema with kind `invalid`.
 //!
@@ -56,10 +57,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use crate::layers::future::ResponseFuture;
+pub use crate::layers::registry::{SchemaType, SchemaVersion, SubjectNameStrategy};
 /// Re-exported from `apache-avro`, so that callers never pin a second copy.
 pub use apache_avro::Schema;
 pub use error::{AvroError, AvroErrorKind};
-pub use registry::{SchemaRegistry, SchemaVersion};
+pub use registry::SchemaRegistry;
 
 use crate::error::BoxError;
 use crate::record::{Codec, Record};

@@ -25,18 +25,8 @@ const MAGIC: u8 = 0;
 /// assert!(wire::split(&[0, 0]).is_err());
 /// ```
 pub fn split(bytes: &[u8]) -> Result<(u32, &[u8]), AvroError> {
-    match bytes {
-        [MAGIC, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
-        [MAGIC, ..] => Err(AvroError::new(
-            AvroErrorKind::Framing,
-            "value shorter than the 5-byte Confluent header",
-        )),
-        [] => Err(AvroError::new(AvroErrorKind::Framing, "empty value")),
-        [other, ..] => Err(AvroError::new(
-            AvroErrorKind::Framing,
-            format!("magic byte is {other}, not 0: not Confluent-framed Avro"),
-        )),
-    }
+    crate::layers::registry::split_header(bytes)
+        .map_err(|message| AvroError::new(AvroErrorKind::Framing, message))
 }
 
 /// Decodes a framed body written with `writer`, resolved to `reader` when given.
