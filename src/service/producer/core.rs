@@ -76,8 +76,9 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
         let Pending { tx, _permit, topic } = *pending;
-        let outcome = match result {
-            Ok(message) => {
+        let failure = self.connect.failure();
+        let outcome = match (result, failure) {
+            (Ok(message), _) => {
                 self.connect.reached();
                 Ok(Delivery::new(
                     topic,
@@ -87,14 +88,8 @@ impl ProducerContext for DeliveryContext {
                 ))
             }
             // Purged because the producer cannot connect: say why.
-            Err(_) if self.connect.failure().is_some() => Err(ProduceError::connect(
-                self.connect
-                    .failure()
-                    .cloned()
-                    .unwrap_or_else(|| unreachable!()),
-                Some(topic),
-            )),
-            Err((error, _)) => Err(ProduceError::from_kafka(error, Some(topic))),
+            (Err(_), Some(failure)) => Err(ProduceError::connect(failure.clone(), Some(topic))),
+            (Err((error, _)), None) => Err(ProduceError::from_kafka(error, Some(topic))),
         };
         // Room in the queue is released before the caller hears of it.
         drop(_permit);

@@ -302,19 +302,19 @@ pub(super) async fn input_partitions(
         }
         Ok(most)
     });
-    // A connection that can never succeed ends the wait at once.
-    let connect_error = || {
-        connect
-            .failure()
-            .map(|failure| BuildError::caused_by("reading the input topics", failure.clone()))
+    // A connection that can never succeed ends the wait at once, and names
+    // the cause of a metadata request that failed because of it.
+    let result = tokio::select! {
+        result = fetch => result
+            .unwrap_or_else(|e| Err(BuildError::new(format!("metadata task failed: {e}")))),
+        () = failed => Err(BuildError::new("the connection failed")),
     };
-    tokio::select! {
-        result = fetch => match result {
-            Ok(Err(_)) if connect.failure().is_some() => Err(connect_error().unwrap_or_else(|| unreachable!())),
-            Ok(result) => result,
-            Err(e) => Err(BuildError::new(format!("metadata task failed: {e}"))),
-        },
-        () = failed => Err(connect_error().unwrap_or_else(|| unreachable!())),
+    match (result, connect.failure()) {
+        (Err(_), Some(failure)) => Err(BuildError::caused_by(
+            "reading the input topics",
+            failure.clone(),
+        )),
+        (result, _) => result,
     }
 }
 
